@@ -1,0 +1,90 @@
+//! The built-in connectors of gridhub, one cargo feature and one module each:
+//!
+//! | kind | feature | module | queried |
+//! |---|---|---|---|
+//! | `csv` | `csv` | [`csv`] | UTF-8 in place; GBK/GB18030 materialised |
+//! | `xlsx` | `xlsx` | [`xlsx`] | materialised |
+//! | `parquet` | `parquet` | [`parquet`] | in place |
+//! | `sqlite` | `sqlite` | [`sqlite`] | in place, filters pushed into SQLite |
+//!
+//! All features are on by default. [`builtin_registry`] registers the enabled kinds; the hub
+//! builds sources from it by the `type` of each `[[sources]]` entry (see `docs/config.md`).
+//!
+//! Every connector parses its own options from [`ConnectorContext::parse_options`]: unknown
+//! keys are an error naming the key, except the common `name`, `type` and `label`, which are
+//! accepted and ignored. Relative paths are resolved against the config file's directory.
+//! Missing or unreadable files surface as [`ConnectorError::Io`] naming the source and the
+//! path (from `table`, `refresh` and `discover`); `health` reports them as
+//! [`Health::Unavailable`](gridhub_connector::Health::Unavailable).
+//!
+//! CSV and xlsx columns are always text (`Utf8`), so identifiers keep their leading zeros;
+//! the mapping casts them.
+//!
+//! # Materialised sources
+//!
+//! GBK/GB18030 CSV files and workbooks cannot be read in place. Each of their tables is
+//! written once to `<cache_dir>/<table>.parquet` (snappy; written to a temporary file and
+//! renamed into place) and served from there by DataFusion's Parquet listing table, so
+//! filters and projections reach the scan. These tables get the extra column
+//! [`ROW_NUMBER_COLUMN`](gridhub_connector::ROW_NUMBER_COLUMN) (`_row`, `Int64`): the line
+//! (CSV) or row (xlsx) in the original file, the header being 1.
+//!
+//! * `table()` builds a table's cache when it is absent (or was built with other options)
+//!   and otherwise serves it as it is, even when the source file has changed since;
+//! * `refresh()` rebuilds every table's cache from the source;
+//! * `last_refresh()` is the modification time of the oldest cache file.
+//!
+//! A provider obtained before a refresh keeps reading the (replaced) cache file, but with
+//! the schema it had; call `table()` again after a refresh when columns may have changed.
+//!
+//! [`ConnectorContext::parse_options`]: gridhub_connector::ConnectorContext::parse_options
+//! [`ConnectorError::Io`]: gridhub_connector::ConnectorError::Io
+
+use std::sync::Arc;
+
+use gridhub_connector::ConnectorRegistry;
+
+#[cfg(any(feature = "csv", feature = "xlsx"))]
+mod cache;
+mod common;
+
+#[cfg(feature = "csv")]
+pub mod csv;
+#[cfg(feature = "parquet")]
+pub mod parquet;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+#[cfg(feature = "xlsx")]
+pub mod xlsx;
+
+/// A registry with every connector kind enabled by cargo features, by kind name.
+pub fn builtin_registry() -> ConnectorRegistry {
+    #[allow(unused_mut)]
+    let mut registry = ConnectorRegistry::new();
+    #[cfg(feature = "csv")]
+    registry.register(Arc::new(csv::CsvFactory));
+    #[cfg(feature = "xlsx")]
+    registry.register(Arc::new(xlsx::XlsxFactory));
+    #[cfg(feature = "parquet")]
+    registry.register(Arc::new(parquet::ParquetFactory));
+    #[cfg(feature = "sqlite")]
+    registry.register(Arc::new(sqlite::SqliteFactory));
+    registry
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn registry_has_enabled_kinds() {
+        let kinds = super::builtin_registry().kinds();
+        #[cfg(feature = "csv")]
+        assert!(kinds.contains(&"csv"));
+        #[cfg(feature = "xlsx")]
+        assert!(kinds.contains(&"xlsx"));
+        #[cfg(feature = "parquet")]
+        assert!(kinds.contains(&"parquet"));
+        #[cfg(feature = "sqlite")]
+        assert!(kinds.contains(&"sqlite"));
+        let _ = kinds;
+    }
+}

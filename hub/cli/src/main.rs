@@ -1,0 +1,187 @@
+//! `gridhub`: the command line of the integration hub.
+//!
+//! `gridhub demo` writes a synthetic city spread over seven sources and answers cross-source
+//! questions over it; `gridhub query` runs SQL over a hub config; `gridhub catalog` shows
+//! the sources, shared tables, row counts and rejects; `gridhub refresh` rebuilds the caches
+//! of materialised sources and reloads the statistics; `gridhub bench load` measures loading.
+
+mod bench;
+mod catalog;
+mod demo;
+mod output;
+mod progress;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gridhub_engine::Hub;
+
+use crate::output::Format;
+
+#[derive(Parser, Debug)]
+#[command(name = "gridhub", version, about = "Integration hub for community governance data", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct ConfigArg {
+    /// Hub config file [default: ./gridhub.toml if present, else ./gridhub-demo/gridhub.toml]
+    #[arg(long, short, env = "GRIDHUB_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(|| {
+            let local = PathBuf::from("gridhub.toml");
+            if local.exists() {
+                local
+            } else {
+                Path::new(demo::DEFAULT_DIR).join(gridhub_synth::CONFIG_FILE)
+            }
+        })
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate (or reuse) a synthetic city, load it, and run showcase cross-source queries
+    Demo {
+        /// Directory for the sources and the hub config
+        #[arg(long, default_value = demo::DEFAULT_DIR)]
+        dir: PathBuf,
+        /// Number of persons
+        #[arg(long, default_value_t = gridhub_synth::GenerateOptions::default().scale)]
+        scale: usize,
+        /// Random seed (the same seed writes the same files)
+        #[arg(long, default_value_t = gridhub_synth::GenerateOptions::default().seed)]
+        seed: u64,
+    },
+    /// Run one SQL statement over the hub
+    Query {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output format
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Show at most this many rows in table format
+        #[arg(long)]
+        max_rows: Option<usize>,
+        /// The SQL statement
+        sql: String,
+    },
+    /// Show sources, shared tables, row counts, rejects and refresh times
+    Catalog {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Also list every shared column with its tag and label
+        #[arg(long)]
+        columns: bool,
+    },
+    /// Rebuild the caches of materialised sources (all, or those named) and reload statistics
+    Refresh {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Sources to refresh (default: every materialised source)
+        sources: Vec<String>,
+    },
+    /// Benchmarks
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GRIDHUB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Progress bars only on a terminal.
+fn quiet() -> bool {
+    !std::io::stderr().is_terminal()
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Demo { dir, scale, seed } => demo::run(&dir, scale, seed).await,
+        Command::Query {
+            config,
+            format,
+            max_rows,
+            sql,
+        } => {
+            let hub = open(&config.path()).await?;
+            let batches = hub.query(&sql).await.map_err(|e| e.to_string())?;
+            print(&output::render(&batches, format, max_rows)?)
+        }
+        Command::Catalog {
+            config,
+            format,
+            columns,
+        } => {
+            let hub = open(&config.path()).await?;
+            catalog::show(&hub, format, columns).await
+        }
+        Command::Refresh { config, sources } => {
+            let hub = open(&config.path()).await?;
+            let bar = progress::Bar::new(quiet());
+            let refreshed = hub.refresh(&sources, &bar).await.map_err(|e| e.to_string())?;
+            // Reopen so every table is planned over the rebuilt caches.
+            let hub = open(&config.path()).await?;
+            hub.load(&bar).await.map_err(|e| e.to_string())?;
+            for (source, rows) in refreshed {
+                println!("refreshed {source}: {rows} rows");
+            }
+            catalog::show(&hub, Format::Table, false).await
+        }
+        Command::Bench { what } => bench::run(what).await,
+    }
+}
+
+/// Open the hub; load statistics on first use so the catalog is never empty.
+async fn open(path: &Path) -> Result<Hub, String> {
+    let hub = Hub::open_path(path).await.map_err(|e| e.to_string())?;
+    if hub.store().load_stats().map_err(|e| e.to_string())?.is_empty() && !hub.mappings().is_empty() {
+        hub.load(&progress::Bar::new(quiet()))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(hub)
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,301 @@
+//! The hub config: built-in defaults < environment (`GRIDHUB_*`) < the TOML file.
+//! The format is documented in docs/config.md; `deploy/gridhub.example.toml` is tested.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use gridhub_catalog::{shared_table, shared_table_names};
+use gridhub_mapping::{MappingConfig, TablePrecedence};
+use serde::Deserialize;
+
+use crate::error::{EngineError, Result};
+
+/// `[hub]`: where state lives and the pseudonym key.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HubSection {
+    #[serde(default)]
+    pub state_dir: Option<String>,
+    #[serde(default)]
+    pub pseudonym_key: Option<String>,
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+}
+
+/// The config file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    hub: Option<HubSection>,
+    #[serde(default)]
+    sources: Vec<toml::Table>,
+    #[serde(default)]
+    tables: Vec<TablePrecedence>,
+    #[serde(default)]
+    mappings: Vec<MappingConfig>,
+}
+
+/// One `[[sources]]` entry: the common keys, and every key for the connector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: String,
+    pub label: Option<String>,
+    pub options: toml::Table,
+}
+
+/// The resolved hub config.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// The config file; relative paths resolve against its directory.
+    pub path: PathBuf,
+    pub state_dir: PathBuf,
+    pub pseudonym_key: String,
+    pub batch_size: usize,
+    pub sources: Vec<SourceConfig>,
+    pub tables: Vec<TablePrecedence>,
+    pub mappings: Vec<MappingConfig>,
+}
+
+const DEFAULT_STATE_DIR: &str = ".gridhub";
+const DEFAULT_BATCH_SIZE: usize = 8192;
+
+/// Environment variables read by the config layer.
+pub const ENV_STATE_DIR: &str = "GRIDHUB_STATE_DIR";
+pub const ENV_PSEUDONYM_KEY: &str = "GRIDHUB_PSEUDONYM_KEY";
+pub const ENV_BATCH_SIZE: &str = "GRIDHUB_BATCH_SIZE";
+
+impl HubConfig {
+    /// Read and validate the config file at `path`, layering the environment under it.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                EngineError::ConfigNotFound {
+                    path: path.display().to_string(),
+                }
+            } else {
+                EngineError::Config {
+                    path: path.display().to_string(),
+                    message: e.to_string(),
+                }
+            }
+        })?;
+        Self::parse(path, &text, |k| std::env::var(k).ok())
+    }
+
+    /// Parse config text as if read from `path`, with `env` as the environment.
+    pub fn parse(path: &Path, text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let err = |message: String| EngineError::Config {
+            path: path.display().to_string(),
+            message,
+        };
+        let file: ConfigFile = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let hub = file.hub.unwrap_or(HubSection {
+            state_dir: None,
+            pseudonym_key: None,
+            batch_size: None,
+        });
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+
+        // defaults < environment < file
+        let state_dir = hub
+            .state_dir
+            .or_else(|| env(ENV_STATE_DIR))
+            .unwrap_or_else(|| DEFAULT_STATE_DIR.to_string());
+        let state_dir = if Path::new(&state_dir).is_absolute() {
+            PathBuf::from(state_dir)
+        } else {
+            base.join(state_dir)
+        };
+        let pseudonym_key = hub
+            .pseudonym_key
+            .or_else(|| env(ENV_PSEUDONYM_KEY))
+            .ok_or_else(|| {
+                err(format!(
+                    "no pseudonym key: set [hub] pseudonym_key or the environment variable {ENV_PSEUDONYM_KEY}"
+                ))
+            })?;
+        if pseudonym_key.len() < 16 {
+            return Err(err("the pseudonym key must be at least 16 characters".into()));
+        }
+        let batch_size = match hub.batch_size {
+            Some(n) => n,
+            None => match env(ENV_BATCH_SIZE) {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| err(format!("{ENV_BATCH_SIZE}={v} is not a number")))?,
+                None => DEFAULT_BATCH_SIZE,
+            },
+        };
+        if batch_size == 0 {
+            return Err(err("batch_size must be positive".into()));
+        }
+
+        let mut sources = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, entry) in file.sources.into_iter().enumerate() {
+            let get = |key: &str| entry.get(key).and_then(|v| v.as_str()).map(str::to_string);
+            let name = get("name").ok_or_else(|| err(format!("sources[{i}] has no name")))?;
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(err(format!(
+                    "source name '{name}' may contain only ASCII letters, digits and _"
+                )));
+            }
+            if !names.insert(name.clone()) {
+                return Err(err(format!("source '{name}' is defined twice")));
+            }
+            let kind = get("type").ok_or_else(|| err(format!("source '{name}' has no type")))?;
+            sources.push(SourceConfig {
+                label: get("label"),
+                name,
+                kind,
+                options: entry,
+            });
+        }
+
+        let known_sources = || names.iter().cloned().collect::<Vec<_>>().join(", ");
+        for m in &file.mappings {
+            if !names.contains(&m.source) {
+                return Err(err(format!(
+                    "mapping {} names unknown source '{}' (sources: {})",
+                    m.label(),
+                    m.source,
+                    known_sources()
+                )));
+            }
+            if shared_table(&m.target).is_none() {
+                return Err(err(format!(
+                    "mapping {} names unknown shared table '{}' (tables: {})",
+                    m.label(),
+                    m.target,
+                    shared_table_names().join(", ")
+                )));
+            }
+        }
+        let mut seen_tables = BTreeSet::new();
+        for t in &file.tables {
+            let Some(def) = shared_table(&t.name) else {
+                return Err(err(format!(
+                    "[[tables]] names unknown shared table '{}' (tables: {})",
+                    t.name,
+                    shared_table_names().join(", ")
+                )));
+            };
+            if !seen_tables.insert(t.name.clone()) {
+                return Err(err(format!("[[tables]] lists '{}' twice", t.name)));
+            }
+            for s in t
+                .precedence
+                .iter()
+                .chain(t.column_precedence.values().flatten())
+            {
+                if !names.contains(s) {
+                    return Err(err(format!(
+                        "precedence of {} names unknown source '{s}' (sources: {})",
+                        t.name,
+                        known_sources()
+                    )));
+                }
+            }
+            for c in t.column_precedence.keys() {
+                if def.column(c).is_none() {
+                    return Err(err(format!("precedence names unknown column {}.{c}", t.name)));
+                }
+            }
+        }
+
+        Ok(Self {
+            path: path.to_path_buf(),
+            state_dir,
+            pseudonym_key,
+            batch_size,
+            sources,
+            tables: file.tables,
+            mappings: file.mappings,
+        })
+    }
+
+    /// Directory relative paths in the config resolve against.
+    pub fn base_dir(&self) -> PathBuf {
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// The precedence declared for a shared table (empty when none is).
+    pub fn precedence(&self, table: &str) -> TablePrecedence {
+        self.tables
+            .iter()
+            .find(|t| t.name == table)
+            .cloned()
+            .unwrap_or_else(|| TablePrecedence {
+                name: table.to_string(),
+                ..Default::default()
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[sources]]
+name = "a"
+type = "csv"
+path = "a.csv"
+"#;
+
+    #[test]
+    fn layers_defaults_env_file() {
+        let p = Path::new("/etc/gridhub/gridhub.toml");
+        let no_env = |_: &str| None;
+        let missing = HubConfig::parse(p, MINIMAL, no_env).unwrap_err();
+        assert!(missing.to_string().contains(ENV_PSEUDONYM_KEY), "{missing}");
+
+        let env = |k: &str| match k {
+            ENV_PSEUDONYM_KEY => Some("key-from-the-environment".to_string()),
+            ENV_STATE_DIR => Some("/var/lib/gridhub".to_string()),
+            _ => None,
+        };
+        let c = HubConfig::parse(p, MINIMAL, env).unwrap();
+        assert_eq!(c.pseudonym_key, "key-from-the-environment");
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/gridhub"));
+        assert_eq!(c.batch_size, DEFAULT_BATCH_SIZE);
+
+        let file = format!("[hub]\nstate_dir = \"state\"\npseudonym_key = \"key-from-the-file-123\"\n{MINIMAL}");
+        let c = HubConfig::parse(p, &file, env).unwrap();
+        assert_eq!(c.pseudonym_key, "key-from-the-file-123");
+        assert_eq!(c.state_dir, PathBuf::from("/etc/gridhub/state"));
+    }
+
+    #[test]
+    fn rejects_unknown_names_with_the_known_ones() {
+        let p = Path::new("x.toml");
+        let env = |k: &str| (k == ENV_PSEUDONYM_KEY).then(|| "0123456789abcdef".to_string());
+        let bad_target = format!(
+            "{MINIMAL}\n[[mappings]]\nsource = \"a\"\ntable = \"a\"\ntarget = \"people\"\n[mappings.columns]\n"
+        );
+        let e = HubConfig::parse(p, &bad_target, env).unwrap_err().to_string();
+        assert!(e.contains("people") && e.contains("person"), "{e}");
+        let bad_source = format!(
+            "{MINIMAL}\n[[mappings]]\nsource = \"b\"\ntable = \"a\"\ntarget = \"person\"\n[mappings.columns]\n"
+        );
+        let e = HubConfig::parse(p, &bad_source, env).unwrap_err().to_string();
+        assert!(e.contains("unknown source 'b'") && e.contains("sources: a"), "{e}");
+        let dup = format!("{MINIMAL}{MINIMAL}");
+        assert!(HubConfig::parse(p, &dup, env).is_err());
+        let typo = "[hub]\nstate_dri = \"x\"\n";
+        let e = HubConfig::parse(p, typo, env).unwrap_err().to_string();
+        assert!(e.contains("state_dri"), "{e}");
+    }
+}

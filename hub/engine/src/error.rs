@@ -1,0 +1,27 @@
+//! The engine's one error enum. Messages are single sentences a user can act on.
+
+use gridhub_catalog::CatalogError;
+use gridhub_connector::ConnectorError;
+use gridhub_mapping::MappingError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("config file not found: {path} (run `gridhub demo` to create one, or pass --config FILE)")]
+    ConfigNotFound { path: String },
+    #[error("config {path}: {message}")]
+    Config { path: String, message: String },
+    #[error(transparent)]
+    Connector(#[from] ConnectorError),
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("unknown table '{table}' (known tables: {known})")]
+    UnknownTable { table: String, known: String },
+    #[error("SQL error: {message}")]
+    Sql { message: String },
+    #[error("query failed: {message}")]
+    Query { message: String },
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,599 @@
+//! The hub: a DataFusion session over every configured source.
+//!
+//! Opening a hub builds each source's connector and registers its raw tables under
+//! `src_<source>`, compiles every mapping into a view over the raw table, merges the views
+//! of each shared table by key, and registers `_rejects` and the `system.*` catalog tables.
+//! Shared tables are *views*: queries are planned through them down to the source scans.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{MemorySchemaProvider, TableProvider};
+use datafusion::common::TableReference;
+use datafusion::datasource::{MemTable, ViewTable};
+use datafusion::error::DataFusionError;
+use datafusion::execution::config::SessionConfig;
+use datafusion::prelude::{DataFrame, SessionContext};
+use gridhub_catalog::model::timestamp_type;
+use gridhub_catalog::{
+    CatalogStore, LineageRecord, LoadStat, SharedTableCount, SourceRecord, SourceTableRecord,
+    TableDef, shared_table, shared_tables,
+};
+use gridhub_connector::{Connector, ConnectorContext, Health};
+use gridhub_mapping::{CompiledMapping, compile, merge, rejects_columns};
+
+use crate::config::HubConfig;
+use crate::error::{EngineError, Result};
+use crate::unavailable::UnavailableTable;
+
+/// The catalog the hub registers everything in.
+pub const CATALOG: &str = "gridhub";
+/// Schema of the shared tables and `_rejects`.
+pub const SHARED_SCHEMA: &str = "public";
+/// Schema of the catalog's system tables.
+pub const SYSTEM_SCHEMA: &str = "system";
+/// Name of the table of rejected rows.
+pub const REJECTS_TABLE: &str = "_rejects";
+
+/// Schema name of a source's raw tables.
+pub fn source_schema(source: &str) -> String {
+    format!("src_{source}")
+}
+
+/// Microseconds since the epoch, now.
+pub fn now_micros() -> i64 {
+    micros(SystemTime::now())
+}
+
+fn micros(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// What the hub found when it opened one source.
+#[derive(Debug, Clone)]
+pub struct SourceState {
+    pub name: String,
+    pub kind: String,
+    pub label: Option<String>,
+    pub connector: Arc<dyn Connector>,
+    pub health: Health,
+    /// Raw tables registered (empty when the source is unavailable).
+    pub tables: Vec<String>,
+}
+
+/// Receives progress of a long operation (the CLI shows a bar).
+pub trait Progress: Sync {
+    fn start(&self, what: &str, total: u64);
+    fn step(&self, what: &str);
+    fn finish(&self);
+}
+
+/// Progress that shows nothing.
+pub struct NoProgress;
+impl Progress for NoProgress {
+    fn start(&self, _: &str, _: u64) {}
+    fn step(&self, _: &str) {}
+    fn finish(&self) {}
+}
+
+/// The result of [`Hub::load`].
+#[derive(Debug, Clone)]
+pub struct LoadSummary {
+    pub stats: Vec<LoadStat>,
+    pub shared: Vec<SharedTableCount>,
+}
+
+/// An open hub.
+pub struct Hub {
+    config: HubConfig,
+    ctx: SessionContext,
+    store: CatalogStore,
+    sources: Vec<SourceState>,
+    mappings: Vec<CompiledMapping>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("config", &self.config.path)
+            .field("sources", &self.sources.len())
+            .finish()
+    }
+}
+
+impl Hub {
+    /// Open the hub described by `config`. Materialised sources whose cache is missing are
+    /// built now. A source that cannot be read does not stop the hub: its tables, and the
+    /// shared tables it feeds, answer with an error naming it.
+    pub async fn open(config: HubConfig) -> Result<Self> {
+        let store = CatalogStore::open(&config.state_dir.join("catalog.db"))?;
+        let mut session = SessionConfig::new()
+            .with_default_catalog_and_schema(CATALOG, SHARED_SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true)
+            .with_batch_size(config.batch_size);
+        session.options_mut().execution.parquet.pushdown_filters = true;
+        let ctx = SessionContext::new_with_config(session);
+        gridhub_normalize::register_all(&ctx, config.pseudonym_key.as_bytes());
+
+        let last_loads: BTreeMap<String, i64> = store
+            .sources()?
+            .into_iter()
+            .filter_map(|s| s.last_load.map(|t| (s.name, t)))
+            .collect();
+
+        let registry = gridhub_connectors::builtin_registry();
+        let catalog = ctx
+            .catalog(CATALOG)
+            .expect("the default catalog is created with the session");
+        let mut sources = Vec::new();
+        for sc in &config.sources {
+            let connector = registry.build(
+                &sc.kind,
+                ConnectorContext {
+                    source_name: sc.name.clone(),
+                    base_dir: config.base_dir(),
+                    cache_dir: config.state_dir.join("cache").join(&sc.name),
+                    options: sc.options.clone(),
+                },
+            )?;
+            let schema = Arc::new(MemorySchemaProvider::new());
+            catalog
+                .register_schema(&source_schema(&sc.name), schema.clone())
+                .map_err(|e| EngineError::Query {
+                    message: e.to_string(),
+                })?;
+            let (health, tables) = match register_source_tables(&connector, &schema).await {
+                Ok(tables) => (Health::Ok, tables),
+                Err(why) => {
+                    tracing::warn!(source = %sc.name, "source unavailable: {why}");
+                    (Health::Unavailable(why), Vec::new())
+                }
+            };
+            sources.push(SourceState {
+                name: sc.name.clone(),
+                kind: sc.kind.clone(),
+                label: sc.label.clone(),
+                connector,
+                health,
+                tables,
+            });
+        }
+
+        // Compile every mapping of an available source.
+        let mut mappings = Vec::new();
+        let mut broken: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for m in &config.mappings {
+            let target = shared_table(&m.target).expect("validated with the config");
+            let state = sources
+                .iter()
+                .find(|s| s.name == m.source)
+                .expect("validated with the config");
+            if let Health::Unavailable(why) = &state.health {
+                broken
+                    .entry(target.name)
+                    .or_default()
+                    .push(format!("source '{}' is unavailable: {why}", m.source));
+                continue;
+            }
+            if !state.tables.contains(&m.table) {
+                return Err(EngineError::Config {
+                    path: config.path.display().to_string(),
+                    message: format!(
+                        "mapping {} names table '{}', which source '{}' does not have (tables: {})",
+                        m.label(),
+                        m.table,
+                        m.source,
+                        state.tables.join(", ")
+                    ),
+                });
+            }
+            let raw = ctx
+                .table(TableReference::partial(source_schema(&m.source), m.table.as_str()))
+                .await
+                .map_err(|e| EngineError::Query {
+                    message: e.to_string(),
+                })?;
+            let loaded_at = last_loads.get(&m.source).copied().or(Some(now_micros()));
+            mappings.push(compile(&ctx, raw, m, target, loaded_at)?);
+        }
+
+        let hub = Self {
+            config,
+            ctx,
+            store,
+            sources,
+            mappings,
+        };
+        hub.register_shared_tables(&broken)?;
+        hub.register_system_tables()?;
+        Ok(hub)
+    }
+
+    /// Read the config at `path` and open the hub.
+    pub async fn open_path(path: &std::path::Path) -> Result<Self> {
+        Self::open(HubConfig::load(path)?).await
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    pub fn store(&self) -> &CatalogStore {
+        &self.store
+    }
+
+    pub fn sources(&self) -> &[SourceState] {
+        &self.sources
+    }
+
+    pub fn mappings(&self) -> &[CompiledMapping] {
+        &self.mappings
+    }
+
+    fn register(&self, schema: &str, name: &str, table: Arc<dyn TableProvider>) -> Result<()> {
+        self.ctx
+            .register_table(TableReference::partial(schema, name), table)
+            .map(|_| ())
+            .map_err(|e| EngineError::Query {
+                message: e.to_string(),
+            })
+    }
+
+    fn register_shared_tables(&self, broken: &BTreeMap<&str, Vec<String>>) -> Result<()> {
+        for def in shared_tables() {
+            let table: Arc<dyn TableProvider> = if let Some(why) = broken.get(def.name) {
+                Arc::new(UnavailableTable::new(
+                    def.schema(),
+                    format!("shared table {} is unavailable: {}", def.name, why.join("; ")),
+                ))
+            } else {
+                let parts: Vec<(String, DataFrame)> = self
+                    .mappings
+                    .iter()
+                    .filter(|m| m.target.name == def.name)
+                    .map(|m| Ok((m.source.clone(), m.accepted()?)))
+                    .collect::<Result<_>>()?;
+                if parts.is_empty() {
+                    Arc::new(empty_table(def.schema())?)
+                } else {
+                    let merged = merge(def, &self.config.precedence(def.name), parts)?;
+                    view(merged)
+                }
+            };
+            self.register(SHARED_SCHEMA, def.name, table)?;
+        }
+
+        let mut rejects: Option<DataFrame> = None;
+        for m in &self.mappings {
+            let r = m.rejects()?;
+            rejects = Some(match rejects {
+                None => r,
+                Some(all) => all.union(r).map_err(|e| EngineError::Query {
+                    message: e.to_string(),
+                })?,
+            });
+        }
+        let rejects: Arc<dyn TableProvider> = match rejects {
+            Some(df) => view(df),
+            None => Arc::new(empty_table(rejects_schema())?),
+        };
+        self.register(SHARED_SCHEMA, REJECTS_TABLE, rejects)
+    }
+
+    /// (Re)build the `system.*` tables from the catalog store and the live source state.
+    fn register_system_tables(&self) -> Result<()> {
+        if self.ctx.catalog(CATALOG).and_then(|c| c.schema(SYSTEM_SCHEMA)).is_none() {
+            self.ctx
+                .catalog(CATALOG)
+                .expect("default catalog")
+                .register_schema(SYSTEM_SCHEMA, Arc::new(MemorySchemaProvider::new()))
+                .map_err(|e| EngineError::Query {
+                    message: e.to_string(),
+                })?;
+        }
+        for (name, batch) in crate::system::tables(self)? {
+            let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| {
+                EngineError::Query {
+                    message: e.to_string(),
+                }
+            })?;
+            self.ctx
+                .deregister_table(TableReference::partial(SYSTEM_SCHEMA, name))
+                .ok();
+            self.register(SYSTEM_SCHEMA, name, Arc::new(table))?;
+        }
+        Ok(())
+    }
+
+    /// Rebuild the caches of materialised sources (all, or the named ones).
+    pub async fn refresh(&self, only: &[String], progress: &dyn Progress) -> Result<Vec<(String, u64)>> {
+        for name in only {
+            if !self.sources.iter().any(|s| &s.name == name) {
+                return Err(EngineError::Config {
+                    path: self.config.path.display().to_string(),
+                    message: format!(
+                        "no source '{name}' (sources: {})",
+                        self.sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+        }
+        let chosen: Vec<&SourceState> = self
+            .sources
+            .iter()
+            .filter(|s| s.connector.is_materialised())
+            .filter(|s| only.is_empty() || only.contains(&s.name))
+            .collect();
+        progress.start("refreshing sources", chosen.len() as u64);
+        let mut out = Vec::new();
+        for s in chosen {
+            progress.step(&s.name);
+            let report = s.connector.refresh().await?;
+            out.push((s.name.clone(), report.tables.iter().map(|(_, n)| n).sum()));
+        }
+        progress.finish();
+        Ok(out)
+    }
+
+    /// Count accepted and rejected rows of every mapping and the rows of every shared table,
+    /// and record them, the sources and the lineage in the catalog store.
+    pub async fn load(&self, progress: &dyn Progress) -> Result<LoadSummary> {
+        let loaded_at = now_micros();
+        let raw_tables: usize = self.sources.iter().map(|s| s.tables.len()).sum();
+        let shared_with_sources: Vec<&TableDef> = shared_tables()
+            .iter()
+            .filter(|d| self.mappings.iter().any(|m| m.target.name == d.name))
+            .collect();
+        progress.start(
+            "loading",
+            (raw_tables + self.mappings.len() + shared_with_sources.len()) as u64,
+        );
+
+        for s in &self.sources {
+            let mut tables = Vec::new();
+            for t in &s.tables {
+                progress.step(&format!("{}.{t}", s.name));
+                let df = self
+                    .ctx
+                    .table(TableReference::partial(source_schema(&s.name), t.as_str()))
+                    .await
+                    .map_err(|e| self.describe(e))?;
+                let columns = df
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name().clone(), f.data_type().to_string()))
+                    .collect();
+                let rows = df.count().await.map_err(|e| EngineError::Query {
+                    message: format!("counting rows of {}.{t}: {}", source_schema(&s.name), self.describe(e)),
+                })? as u64;
+                tables.push(SourceTableRecord {
+                    source: s.name.clone(),
+                    table: t.clone(),
+                    columns,
+                    row_count: Some(rows),
+                });
+            }
+            self.store.replace_source_tables(&s.name, &tables)?;
+            self.store.upsert_source(&SourceRecord {
+                name: s.name.clone(),
+                kind: s.kind.clone(),
+                label: s.label.clone(),
+                location: s.connector.location(),
+                health: s.health.to_string(),
+                materialised: s.connector.is_materialised(),
+                last_refresh: s.connector.last_refresh().map(micros),
+                last_load: s.health.is_ok().then_some(loaded_at),
+            })?;
+        }
+        self.store.retain_sources(
+            &self.sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+        )?;
+
+        let mut stats = Vec::new();
+        for m in &self.mappings {
+            progress.step(&m.label());
+            let batches = m.counts()?.collect().await.map_err(|e| EngineError::Query {
+                message: format!("loading {}: {}", m.label(), self.describe(e)),
+            })?;
+            let (accepted, rejected) = first_two_counts(&batches);
+            stats.push(LoadStat {
+                source: m.source.clone(),
+                source_table: m.source_table.clone(),
+                target_table: m.target.name.to_string(),
+                accepted,
+                rejected,
+                loaded_at,
+            });
+        }
+        let mut shared = Vec::new();
+        for def in shared_with_sources {
+            progress.step(def.name);
+            let rows = self
+                .ctx
+                .table(TableReference::partial(SHARED_SCHEMA, def.name))
+                .await
+                .map_err(|e| self.describe(e))?
+                .count()
+                .await
+                .map_err(|e| self.describe(e))? as u64;
+            let mut sources: Vec<String> = self
+                .mappings
+                .iter()
+                .filter(|m| m.target.name == def.name)
+                .map(|m| m.source.clone())
+                .collect();
+            sources.dedup();
+            shared.push(SharedTableCount {
+                table: def.name.to_string(),
+                rows,
+                sources,
+                loaded_at,
+            });
+        }
+        self.store.replace_load(&stats, &shared)?;
+        self.store.replace_lineage(&self.lineage())?;
+        self.register_system_tables()?;
+        progress.finish();
+        Ok(LoadSummary { stats, shared })
+    }
+
+    /// Which source column feeds which shared column, from the config.
+    pub fn lineage(&self) -> Vec<LineageRecord> {
+        let mut out = Vec::new();
+        for m in &self.config.mappings {
+            for (column, spec) in &m.columns {
+                out.push(LineageRecord {
+                    shared_table: m.target.clone(),
+                    shared_column: column.clone(),
+                    source: m.source.clone(),
+                    source_table: m.table.clone(),
+                    source_expr: spec
+                        .origin()
+                        .map(|o| o.to_string())
+                        .unwrap_or_else(|e| e),
+                    transform: spec.transform(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Plan a SQL query. Errors come back as one clear sentence.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        self.ctx.sql(sql).await.map_err(|e| self.describe(e))
+    }
+
+    /// Plan and run a SQL query, collecting the batches.
+    pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        self.sql(sql)
+            .await?
+            .collect()
+            .await
+            .map_err(|e| self.describe(e))
+    }
+
+    /// Every table a query can name, qualified where it is not a shared table.
+    pub fn table_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = shared_tables().iter().map(|t| t.name.to_string()).collect();
+        names.push(REJECTS_TABLE.to_string());
+        for s in &self.sources {
+            for t in &s.tables {
+                names.push(format!("{}.{t}", source_schema(&s.name)));
+            }
+        }
+        for (t, _) in crate::system::TABLES {
+            names.push(format!("{SYSTEM_SCHEMA}.{t}"));
+        }
+        names
+    }
+
+    /// Turn a DataFusion error into one sentence a user can act on.
+    pub fn describe(&self, e: DataFusionError) -> EngineError {
+        let root = e.find_root();
+        match root {
+            DataFusionError::SQL(parser, _) => EngineError::Sql {
+                message: parser.to_string().replace("sql parser error: ", ""),
+            },
+            DataFusionError::Plan(msg) if msg.contains("not found") && msg.starts_with("table '") => {
+                let quoted = msg.split('\'').nth(1).unwrap_or_default();
+                let table = quoted
+                    .strip_prefix(&format!("{CATALOG}.{SHARED_SCHEMA}."))
+                    .or_else(|| quoted.strip_prefix(&format!("{CATALOG}.")))
+                    .unwrap_or(quoted);
+                EngineError::UnknownTable {
+                    table: table.to_string(),
+                    known: self.table_names().join(", "),
+                }
+            }
+            DataFusionError::Plan(msg) => EngineError::Sql {
+                message: msg.clone(),
+            },
+            DataFusionError::SchemaError(err, _) => EngineError::Sql {
+                message: err.to_string(),
+            },
+            other => EngineError::Query {
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Register every table of a source; on failure, the reason (naming the source).
+async fn register_source_tables(
+    connector: &Arc<dyn Connector>,
+    schema: &Arc<MemorySchemaProvider>,
+) -> std::result::Result<Vec<String>, String> {
+    use datafusion::catalog::SchemaProvider;
+    if let Health::Unavailable(why) = connector.health().await {
+        return Err(why);
+    }
+    let tables = connector.discover().await.map_err(|e| e.to_string())?;
+    for t in &tables {
+        let provider = connector.table(t).await.map_err(|e| e.to_string())?;
+        schema
+            .register_table(t.clone(), provider)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(tables)
+}
+
+fn view(df: DataFrame) -> Arc<dyn TableProvider> {
+    Arc::new(ViewTable::new(df.logical_plan().clone(), None))
+}
+
+fn empty_table(schema: SchemaRef) -> Result<MemTable> {
+    MemTable::try_new(schema, vec![vec![]]).map_err(|e| EngineError::Query {
+        message: e.to_string(),
+    })
+}
+
+/// The schema of `_rejects`.
+pub fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(
+        rejects_columns()
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn first_two_counts(batches: &[RecordBatch]) -> (u64, u64) {
+    let get = |i: usize| {
+        batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| b.column(i).as_any().downcast_ref::<Int64Array>().map(|a| a.value(0)))
+            .unwrap_or(0) as u64
+    };
+    (get(0), get(1))
+}
+
+// Helpers shared with the system tables module.
+pub(crate) fn utf8(values: Vec<Option<String>>) -> ArrayRef {
+    Arc::new(StringArray::from(values))
+}
+pub(crate) fn int64(values: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(Int64Array::from(values))
+}
+pub(crate) fn boolean(values: Vec<Option<bool>>) -> ArrayRef {
+    Arc::new(BooleanArray::from(values))
+}
+pub(crate) fn timestamps(values: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(
+        datafusion::arrow::array::TimestampMicrosecondArray::from(values).with_timezone("UTC"),
+    )
+}
+pub(crate) fn ts_type() -> DataType {
+    timestamp_type()
+}

@@ -1,0 +1,92 @@
+//! Shared fixtures of gridhub's end-to-end tests: a synthetic city written to a temporary
+//! directory with its ground truth, an open hub over it, and helpers to read query results.
+
+use std::path::Path;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use gridhub_engine::{Hub, NoProgress};
+use gridhub_synth::{City, GenerateOptions, GroundTruth};
+
+/// Persons in the test city: small enough to be quick, large enough that every source has
+/// injected defects and every showcase query has answers.
+pub const TEST_SCALE: usize = 4_000;
+
+/// A synthetic city on disk and what is true about it.
+pub struct TestCity {
+    pub dir: tempfile::TempDir,
+    pub truth: GroundTruth,
+}
+
+impl TestCity {
+    pub fn generate(scale: usize) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let city = City::generate(&GenerateOptions {
+            scale,
+            ..Default::default()
+        });
+        city.write(dir.path(), &gridhub_synth::NoProgress)
+            .expect("write the city");
+        Self {
+            truth: city.truth(),
+            dir,
+        }
+    }
+
+    pub fn config(&self) -> std::path::PathBuf {
+        self.dir.path().join(gridhub_synth::CONFIG_FILE)
+    }
+
+    /// Open the hub over this city and load it.
+    pub async fn hub(&self) -> Hub {
+        open_loaded(&self.config()).await
+    }
+}
+
+pub async fn open_loaded(config: &Path) -> Hub {
+    let hub = Hub::open_path(config).await.expect("open the hub");
+    hub.load(&NoProgress).await.expect("load");
+    hub
+}
+
+/// Every value of a result as text, row by row (NULL as `None`).
+pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
+    let options = FormatOptions::default();
+    let mut out = Vec::new();
+    for b in batches {
+        let formatters: Vec<_> = b
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                b.columns()
+                    .iter()
+                    .zip(&formatters)
+                    .map(|(c, f)| (!c.is_null(r)).then(|| f.value(r).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// Run a query and return its rows as text.
+pub async fn query(hub: &Hub, sql: &str) -> Vec<Vec<Option<String>>> {
+    let batches = hub
+        .query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}\nfailed: {e}"));
+    rows(&batches)
+}
+
+/// A single integer answer.
+pub async fn scalar_i64(hub: &Hub, sql: &str) -> i64 {
+    let r = query(hub, sql).await;
+    r[0][0]
+        .as_deref()
+        .expect("a value")
+        .parse()
+        .expect("an integer")
+}

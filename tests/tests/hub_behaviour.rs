@@ -1,0 +1,185 @@
+//! The hub's behaviour around the data: pushdown into source scans, the persisted catalog,
+//! a broken source, and errors a user can act on.
+
+use gridhub_engine::{Hub, NoProgress};
+use gridhub_tests::{TestCity, query, scalar_i64};
+
+const SCALE: usize = 2_000;
+
+async fn physical_plan(hub: &Hub, sql: &str) -> String {
+    let rows = query(hub, &format!("EXPLAIN {sql}")).await;
+    rows.iter()
+        .filter(|r| r[0].as_deref() == Some("physical_plan"))
+        .map(|r| r[1].clone().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn a_filter_on_a_shared_table_reaches_the_parquet_scan() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    // health_record comes from one Parquet source: the filter on area_code must be a
+    // predicate of the Parquet scan itself, not only a FilterExec above it.
+    let plan = physical_plan(
+        &hub,
+        "SELECT count(*) FROM health_record WHERE area_code LIKE '420106%'",
+    )
+    .await;
+    let scan = plan
+        .lines()
+        .find(|l| l.contains("DataSourceExec") && l.contains("parquet"))
+        .unwrap_or_else(|| panic!("no parquet scan in\n{plan}"));
+    assert!(scan.contains("predicate="), "no predicate in the scan: {scan}");
+    assert!(scan.contains("420106"), "the filter value is not in the scan: {scan}");
+}
+
+#[tokio::test]
+async fn a_filter_on_a_shared_table_reaches_the_sqlite_query() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    let some_event = query(&hub, "SELECT event_id FROM event ORDER BY event_id LIMIT 1").await;
+    let id = some_event[0][0].clone().unwrap();
+    let plan = physical_plan(
+        &hub,
+        &format!("SELECT category FROM event WHERE event_id = '{id}'"),
+    )
+    .await;
+    let scan = plan
+        .lines()
+        .find(|l| l.contains("SELECT") && l.contains("事件"))
+        .unwrap_or_else(|| panic!("no SQLite scan in\n{plan}"));
+    assert!(scan.contains("WHERE"), "the filter did not reach SQLite: {scan}");
+    assert!(scan.contains(&id), "the filter value did not reach SQLite: {scan}");
+}
+
+#[tokio::test]
+async fn the_catalog_survives_a_restart_and_is_queryable() {
+    let city = TestCity::generate(SCALE);
+    let loaded = {
+        let hub = city.hub().await;
+        hub.store().load_stats().unwrap()
+    };
+    // Reopen without loading: counts come from the embedded store.
+    let hub = Hub::open_path(&city.config()).await.unwrap();
+    assert_eq!(hub.store().load_stats().unwrap(), loaded);
+    let rows = query(
+        &hub,
+        "SELECT source, sum(accepted), sum(rejected) FROM system.loads GROUP BY source ORDER BY source",
+    )
+    .await;
+    assert_eq!(rows.len(), 7, "seven sources: {rows:?}");
+    for r in &rows {
+        let source = r[0].as_deref().unwrap();
+        let written: u64 = city
+            .truth
+            .mappings
+            .iter()
+            .filter(|m| m.source == source)
+            .map(|m| m.rows)
+            .sum();
+        let accepted: u64 = r[1].as_deref().unwrap().parse().unwrap();
+        let rejected: u64 = r[2].as_deref().unwrap().parse().unwrap();
+        assert_eq!(accepted + rejected, written, "{source}");
+    }
+    // Sources, tags and lineage are there too.
+    let tags = query(
+        &hub,
+        "SELECT tag FROM system.columns WHERE table_name = 'person' AND name = 'phone'",
+    )
+    .await;
+    assert_eq!(tags[0][0].as_deref(), Some("contact"));
+    let cached = query(
+        &hub,
+        "SELECT name FROM system.sources WHERE materialised AND last_refresh IS NOT NULL ORDER BY name",
+    )
+    .await;
+    assert_eq!(
+        cached.iter().map(|r| r[0].clone().unwrap()).collect::<Vec<_>>(),
+        ["property_a", "property_b"],
+        "the GBK CSV and the xlsx sources are cached, with their refresh time"
+    );
+    let lineage = scalar_i64(
+        &hub,
+        "SELECT count(*) FROM system.lineage WHERE shared_table = 'person' AND shared_column = 'phone'",
+    )
+    .await;
+    let mapped = hub
+        .config()
+        .mappings
+        .iter()
+        .filter(|m| m.target == "person" && m.columns.contains_key("phone"))
+        .count();
+    assert!(mapped >= 3);
+    assert_eq!(lineage as usize, mapped, "one lineage row per source that maps person.phone");
+}
+
+#[tokio::test]
+async fn a_broken_source_is_named_and_the_rest_keeps_working() {
+    let city = TestCity::generate(SCALE);
+    {
+        city.hub().await;
+    }
+    // The property company's workbook disappears, and so does its cache.
+    std::fs::remove_file(city.dir.path().join("property_b.xlsx")).unwrap();
+    std::fs::remove_dir_all(city.dir.path().join(".gridhub/cache/property_b")).unwrap();
+    let hub = Hub::open_path(&city.config()).await.unwrap();
+    let health = query(&hub, "SELECT health FROM system.sources WHERE name = 'property_b'").await;
+    let health = health[0][0].clone().unwrap();
+    assert!(health.starts_with("unavailable") && health.contains("property_b.xlsx"), "{health}");
+
+    let err = hub.query("SELECT count(*) FROM building").await.unwrap_err().to_string();
+    assert!(err.contains("property_b"), "the error names the source: {err}");
+    // Tables that do not depend on it still answer.
+    let events = scalar_i64(&hub, "SELECT count(*) FROM event").await;
+    assert_eq!(events as u64, city.truth.shared_rows["event"]);
+}
+
+#[tokio::test]
+async fn errors_are_one_clear_sentence() {
+    let city = TestCity::generate(SCALE);
+    let hub = Hub::open_path(&city.config()).await.unwrap();
+    let e = hub.query("SELECT * FROM persons").await.unwrap_err().to_string();
+    assert!(e.starts_with("unknown table 'persons'"), "{e}");
+    assert!(e.contains("person,") && e.contains("src_property_a.住户"), "lists known tables: {e}");
+
+    let e = hub.query("SELEC * FROM person").await.unwrap_err().to_string();
+    assert!(e.starts_with("SQL error"), "{e}");
+    assert!(e.contains("Line: 1, Column: 1"), "says where: {e}");
+
+    let e = hub.query("SELECT nope FROM person").await.unwrap_err().to_string();
+    assert!(e.contains("nope"), "{e}");
+
+    let e = Hub::open_path(&city.dir.path().join("missing.toml"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("config file not found") && e.contains("missing.toml"), "{e}");
+}
+
+#[tokio::test]
+async fn refresh_rebuilds_a_materialised_cache() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    let before = query(&hub, "SELECT last_refresh FROM system.sources WHERE name = 'property_a'").await;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let refreshed = hub
+        .refresh(&["property_a".to_string()], &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(refreshed.len(), 1);
+    let rows_written: u64 = city
+        .truth
+        .mappings
+        .iter()
+        .filter(|m| m.source == "property_a")
+        .map(|m| m.rows)
+        .sum();
+    assert_eq!(refreshed[0].1, rows_written);
+    let hub = Hub::open_path(&city.config()).await.unwrap();
+    hub.load(&NoProgress).await.unwrap();
+    let after = query(&hub, "SELECT last_refresh FROM system.sources WHERE name = 'property_a'").await;
+    assert_ne!(before, after, "the refresh time moved");
+    let e = hub.refresh(&["nope".to_string()], &NoProgress).await.unwrap_err();
+    assert!(e.to_string().contains("no source 'nope'"), "{e}");
+}
