@@ -57,7 +57,11 @@ impl FromStr for Tag {
         Tag::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown tag '{s}' (tags: public, identity, contact, health, location, special)"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown tag '{s}' (tags: public, identity, contact, health, location, special)"
+                )
+            })
     }
 }
 
@@ -133,7 +137,12 @@ fn table(
     mut columns: Vec<ColumnDef>,
 ) -> TableDef {
     columns.push(col(SOURCE_COLUMN, DataType::Utf8, Tag::Public, "数据来源"));
-    columns.push(col(UPDATED_AT_COLUMN, timestamp_type(), Tag::Public, "更新时间"));
+    columns.push(col(
+        UPDATED_AT_COLUMN,
+        timestamp_type(),
+        Tag::Public,
+        "更新时间",
+    ));
     TableDef {
         name,
         label,

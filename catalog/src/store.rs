@@ -259,7 +259,12 @@ impl CatalogStore {
                         .map(|(n, ty)| format!("{n}: {ty}"))
                         .collect::<Vec<_>>()
                         .join(", ");
-                    ins.execute(params![t.source, t.table, cols, t.row_count.map(|n| n as i64)])?;
+                    ins.execute(params![
+                        t.source,
+                        t.table,
+                        cols,
+                        t.row_count.map(|n| n as i64)
+                    ])?;
                 }
             }
             tx.commit()
@@ -354,7 +359,12 @@ impl CatalogStore {
                 }
                 let mut ins = tx.prepare("INSERT INTO shared_counts VALUES (?1, ?2, ?3, ?4)")?;
                 for s in counts {
-                    ins.execute(params![s.table, s.rows as i64, s.sources.join(","), s.loaded_at])?;
+                    ins.execute(params![
+                        s.table,
+                        s.rows as i64,
+                        s.sources.join(","),
+                        s.loaded_at
+                    ])?;
                 }
             }
             tx.commit()

@@ -13,7 +13,11 @@ async fn accepted_plus_rejected_equals_what_each_source_wrote() {
     let city = TestCity::generate(TEST_SCALE);
     let hub = city.hub().await;
     let stats = hub.store().load_stats().unwrap();
-    assert_eq!(stats.len(), city.truth.mappings.len(), "one load stat per mapping");
+    assert_eq!(
+        stats.len(),
+        city.truth.mappings.len(),
+        "one load stat per mapping"
+    );
     for truth in &city.truth.mappings {
         let s = stats
             .iter()
@@ -107,7 +111,12 @@ async fn shared_tables_hold_one_row_per_entity() {
     }
     let counts = hub.store().shared_counts().unwrap();
     for c in counts {
-        assert_eq!(Some(&c.rows), city.truth.shared_rows.get(&c.table), "catalog count of {}", c.table);
+        assert_eq!(
+            Some(&c.rows),
+            city.truth.shared_rows.get(&c.table),
+            "catalog count of {}",
+            c.table
+        );
     }
     // Keys are unique after merging.
     let dup = scalar_i64(
@@ -118,6 +127,9 @@ async fn shared_tables_hold_one_row_per_entity() {
     assert_eq!(dup, 0);
 }
 
+/// id_number, name, grid, floor, property company.
+type ElderlyRow = (String, String, Option<String>, i32, Option<String>);
+
 #[tokio::test]
 async fn showcase_elderly_on_high_floors_without_a_lift() {
     let city = TestCity::generate(TEST_SCALE);
@@ -125,7 +137,7 @@ async fn showcase_elderly_on_high_floors_without_a_lift() {
     let rows = query(&hub, ELDERLY_WALKUP_SQL).await;
     // name, id_number, grid, address, floor, property_company
     // The name is the merged one: it proves each column came from the right source.
-    let mut got: Vec<(String, String, Option<String>, i32, Option<String>)> = rows
+    let mut got: Vec<ElderlyRow> = rows
         .iter()
         .map(|r| {
             (
@@ -138,7 +150,7 @@ async fn showcase_elderly_on_high_floors_without_a_lift() {
         })
         .collect();
     got.sort();
-    let expected: Vec<(String, String, Option<String>, i32, Option<String>)> = city
+    let expected: Vec<ElderlyRow> = city
         .truth
         .elderly_walkup
         .iter()
@@ -163,9 +175,10 @@ async fn showcase_health_codes_per_community() {
     let rows = query(&hub, HEALTH_LATEST_SQL).await;
     let mut got: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for r in rows {
-        got.entry(r[0].clone().unwrap())
-            .or_default()
-            .insert(r[2].clone().unwrap(), r[3].as_deref().unwrap().parse().unwrap());
+        got.entry(r[0].clone().unwrap()).or_default().insert(
+            r[2].clone().unwrap(),
+            r[3].as_deref().unwrap().parse().unwrap(),
+        );
     }
     assert!(!city.truth.health_latest.counts.is_empty());
     assert_eq!(got, city.truth.health_latest.counts);
@@ -195,7 +208,12 @@ async fn showcase_phones_that_disagree_and_rejects_per_source() {
     let rows = query(&hub, REJECTS_SQL).await;
     let got: BTreeMap<String, u64> = rows
         .iter()
-        .map(|r| (r[0].clone().unwrap(), r[1].as_deref().unwrap().parse().unwrap()))
+        .map(|r| {
+            (
+                r[0].clone().unwrap(),
+                r[1].as_deref().unwrap().parse().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(got, city.truth.rejects_per_source);
 }
@@ -207,7 +225,10 @@ async fn raw_tables_stay_queryable_under_their_source_schema() {
     for m in &city.truth.mappings {
         let n = scalar_i64(
             &hub,
-            &format!("SELECT count(*) FROM src_{}.\"{}\"", m.source, m.source_table),
+            &format!(
+                "SELECT count(*) FROM src_{}.\"{}\"",
+                m.source, m.source_table
+            ),
         )
         .await;
         assert_eq!(n as u64, m.rows, "src_{}.{}", m.source, m.source_table);
@@ -230,6 +251,82 @@ async fn person_id_is_a_keyed_pseudonym_not_the_id() {
         assert_eq!(pid.len(), 32);
         assert!(pid.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(id.len(), 18);
-        assert_eq!(Some(pid), r[2].as_deref(), "stable: the same key gives the same pseudonym");
+        assert_eq!(
+            Some(pid),
+            r[2].as_deref(),
+            "stable: the same key gives the same pseudonym"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_source_maps_to_the_shared_schema_with_normalised_values() {
+    let city = TestCity::generate(TEST_SCALE);
+    let hub = city.hub().await;
+    for def in gridhub_catalog::shared_tables() {
+        let df = hub
+            .sql(&format!("SELECT * FROM {}", def.name))
+            .await
+            .unwrap();
+        let got: Vec<(String, String)> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().to_string()))
+            .collect();
+        let expected: Vec<(String, String)> = def
+            .columns
+            .iter()
+            .map(|c| (c.name.to_string(), c.data_type.to_string()))
+            .collect();
+        assert_eq!(got, expected, "schema of {}", def.name);
+    }
+    // Values are normalised, whichever source they came from: no row breaks a rule.
+    let violations = [
+        (
+            "person",
+            "gh_check('resident_id', id_number) IS NOT NULL OR length(id_number) <> 18",
+        ),
+        (
+            "person",
+            "phone IS NOT NULL AND gh_check('phone', phone) IS NOT NULL",
+        ),
+        ("person", "gender NOT IN ('male', 'female')"),
+        ("person", "residency NOT IN ('registered', 'floating')"),
+        ("person", "name LIKE '% %'"),
+        ("person", "length(area_code) NOT IN (12, 15)"),
+        (
+            "person",
+            "birth_date < DATE '1900-01-01' OR birth_date > current_date()",
+        ),
+        (
+            "health_record",
+            "health_code NOT IN ('green', 'yellow', 'red')",
+        ),
+        (
+            "building",
+            "has_elevator IS NULL OR floors IS NULL OR floors < 1",
+        ),
+        (
+            "location_trace",
+            "via NOT IN ('checkpoint', 'scan', 'telecom')",
+        ),
+        (
+            "person_tag",
+            "tag NOT IN ('elderly_alone', 'disabled', 'low_income', 'special_care')",
+        ),
+    ];
+    for (table, rule) in violations {
+        let n = scalar_i64(&hub, &format!("SELECT count(*) FROM {table} WHERE {rule}")).await;
+        assert_eq!(n, 0, "{table} rows where {rule}");
+    }
+    // Every row says where it came from.
+    for def in gridhub_catalog::shared_tables() {
+        let n = scalar_i64(
+            &hub,
+            &format!("SELECT count(*) FROM {} WHERE _source IS NULL", def.name),
+        )
+        .await;
+        assert_eq!(n, 0, "{} rows without _source", def.name);
     }
 }

@@ -30,8 +30,14 @@ async fn a_filter_on_a_shared_table_reaches_the_parquet_scan() {
         .lines()
         .find(|l| l.contains("DataSourceExec") && l.contains("parquet"))
         .unwrap_or_else(|| panic!("no parquet scan in\n{plan}"));
-    assert!(scan.contains("predicate="), "no predicate in the scan: {scan}");
-    assert!(scan.contains("420106"), "the filter value is not in the scan: {scan}");
+    assert!(
+        scan.contains("predicate="),
+        "no predicate in the scan: {scan}"
+    );
+    assert!(
+        scan.contains("420106"),
+        "the filter value is not in the scan: {scan}"
+    );
 }
 
 #[tokio::test]
@@ -49,8 +55,14 @@ async fn a_filter_on_a_shared_table_reaches_the_sqlite_query() {
         .lines()
         .find(|l| l.contains("SELECT") && l.contains("事件"))
         .unwrap_or_else(|| panic!("no SQLite scan in\n{plan}"));
-    assert!(scan.contains("WHERE"), "the filter did not reach SQLite: {scan}");
-    assert!(scan.contains(&id), "the filter value did not reach SQLite: {scan}");
+    assert!(
+        scan.contains("WHERE"),
+        "the filter did not reach SQLite: {scan}"
+    );
+    assert!(
+        scan.contains(&id),
+        "the filter value did not reach SQLite: {scan}"
+    );
 }
 
 #[tokio::test]
@@ -95,7 +107,10 @@ async fn the_catalog_survives_a_restart_and_is_queryable() {
     )
     .await;
     assert_eq!(
-        cached.iter().map(|r| r[0].clone().unwrap()).collect::<Vec<_>>(),
+        cached
+            .iter()
+            .map(|r| r[0].clone().unwrap())
+            .collect::<Vec<_>>(),
         ["property_a", "property_b"],
         "the GBK CSV and the xlsx sources are cached, with their refresh time"
     );
@@ -111,7 +126,10 @@ async fn the_catalog_survives_a_restart_and_is_queryable() {
         .filter(|m| m.target == "person" && m.columns.contains_key("phone"))
         .count();
     assert!(mapped >= 3);
-    assert_eq!(lineage as usize, mapped, "one lineage row per source that maps person.phone");
+    assert_eq!(
+        lineage as usize, mapped,
+        "one lineage row per source that maps person.phone"
+    );
 }
 
 #[tokio::test]
@@ -124,12 +142,26 @@ async fn a_broken_source_is_named_and_the_rest_keeps_working() {
     std::fs::remove_file(city.dir.path().join("property_b.xlsx")).unwrap();
     std::fs::remove_dir_all(city.dir.path().join(".gridhub/cache/property_b")).unwrap();
     let hub = Hub::open_path(&city.config()).await.unwrap();
-    let health = query(&hub, "SELECT health FROM system.sources WHERE name = 'property_b'").await;
+    let health = query(
+        &hub,
+        "SELECT health FROM system.sources WHERE name = 'property_b'",
+    )
+    .await;
     let health = health[0][0].clone().unwrap();
-    assert!(health.starts_with("unavailable") && health.contains("property_b.xlsx"), "{health}");
+    assert!(
+        health.starts_with("unavailable") && health.contains("property_b.xlsx"),
+        "{health}"
+    );
 
-    let err = hub.query("SELECT count(*) FROM building").await.unwrap_err().to_string();
-    assert!(err.contains("property_b"), "the error names the source: {err}");
+    let err = hub
+        .query("SELECT count(*) FROM building")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("property_b"),
+        "the error names the source: {err}"
+    );
     // Tables that do not depend on it still answer.
     let events = scalar_i64(&hub, "SELECT count(*) FROM event").await;
     assert_eq!(events as u64, city.truth.shared_rows["event"]);
@@ -139,29 +171,51 @@ async fn a_broken_source_is_named_and_the_rest_keeps_working() {
 async fn errors_are_one_clear_sentence() {
     let city = TestCity::generate(SCALE);
     let hub = Hub::open_path(&city.config()).await.unwrap();
-    let e = hub.query("SELECT * FROM persons").await.unwrap_err().to_string();
+    let e = hub
+        .query("SELECT * FROM persons")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("unknown table 'persons'"), "{e}");
-    assert!(e.contains("person,") && e.contains("src_property_a.住户"), "lists known tables: {e}");
+    assert!(
+        e.contains("person,") && e.contains("src_property_a.住户"),
+        "lists known tables: {e}"
+    );
 
-    let e = hub.query("SELEC * FROM person").await.unwrap_err().to_string();
+    let e = hub
+        .query("SELEC * FROM person")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("SQL error"), "{e}");
     assert!(e.contains("Line: 1, Column: 1"), "says where: {e}");
 
-    let e = hub.query("SELECT nope FROM person").await.unwrap_err().to_string();
+    let e = hub
+        .query("SELECT nope FROM person")
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nope"), "{e}");
 
     let e = Hub::open_path(&city.dir.path().join("missing.toml"))
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("config file not found") && e.contains("missing.toml"), "{e}");
+    assert!(
+        e.contains("config file not found") && e.contains("missing.toml"),
+        "{e}"
+    );
 }
 
 #[tokio::test]
 async fn refresh_rebuilds_a_materialised_cache() {
     let city = TestCity::generate(SCALE);
     let hub = city.hub().await;
-    let before = query(&hub, "SELECT last_refresh FROM system.sources WHERE name = 'property_a'").await;
+    let before = query(
+        &hub,
+        "SELECT last_refresh FROM system.sources WHERE name = 'property_a'",
+    )
+    .await;
     std::thread::sleep(std::time::Duration::from_millis(20));
     let refreshed = hub
         .refresh(&["property_a".to_string()], &NoProgress)
@@ -178,8 +232,15 @@ async fn refresh_rebuilds_a_materialised_cache() {
     assert_eq!(refreshed[0].1, rows_written);
     let hub = Hub::open_path(&city.config()).await.unwrap();
     hub.load(&NoProgress).await.unwrap();
-    let after = query(&hub, "SELECT last_refresh FROM system.sources WHERE name = 'property_a'").await;
+    let after = query(
+        &hub,
+        "SELECT last_refresh FROM system.sources WHERE name = 'property_a'",
+    )
+    .await;
     assert_ne!(before, after, "the refresh time moved");
-    let e = hub.refresh(&["nope".to_string()], &NoProgress).await.unwrap_err();
+    let e = hub
+        .refresh(&["nope".to_string()], &NoProgress)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("no source 'nope'"), "{e}");
 }

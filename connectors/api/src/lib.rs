@@ -33,7 +33,10 @@ pub enum ConnectorError {
         known: String,
     },
     #[error("source '{source_name}': invalid options: {message}")]
-    InvalidOptions { source_name: String, message: String },
+    InvalidOptions {
+        source_name: String,
+        message: String,
+    },
     #[error("source '{source_name}': table '{table}' not found (tables: {known})")]
     UnknownTable {
         source_name: String,
@@ -47,7 +50,10 @@ pub enum ConnectorError {
         message: String,
     },
     #[error("source '{source_name}': {message}")]
-    Source { source_name: String, message: String },
+    Source {
+        source_name: String,
+        message: String,
+    },
 }
 
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;

@@ -105,9 +105,9 @@ impl BuildError {
     ) -> gridhub_connector::ConnectorError {
         match self {
             BuildError::Source(message) => ctx.io_error(source_file, message),
-            BuildError::Cache(message) => {
-                ctx.error(format!("table '{table}': cannot write the cache: {message}"))
-            }
+            BuildError::Cache(message) => ctx.error(format!(
+                "table '{table}': cannot write the cache: {message}"
+            )),
         }
     }
 }
@@ -172,8 +172,9 @@ impl CacheWriter {
             writer: None,
             rows: 0,
         };
-        let writer = ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
-            .map_err(|e| cache_err(format!("cannot write {}: {e}", this.tmp_path.display())))?;
+        let writer =
+            ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema, Some(props))
+                .map_err(|e| cache_err(format!("cannot write {}: {e}", this.tmp_path.display())))?;
         this.writer = Some(writer);
         Ok(this)
     }
@@ -191,7 +192,8 @@ impl CacheWriter {
     pub(crate) fn finish(mut self) -> Result<u64, BuildError> {
         let writer = self.writer.take().expect("writer is open until finish");
         let tmp = self.tmp_path.display().to_string();
-        let cache_err = |e: &dyn std::fmt::Display| BuildError::Cache(format!("cannot write {tmp}: {e}"));
+        let cache_err =
+            |e: &dyn std::fmt::Display| BuildError::Cache(format!("cannot write {tmp}: {e}"));
         let buffered = writer.into_inner().map_err(|e| cache_err(&e))?;
         let file = buffered.into_inner().map_err(|e| cache_err(e.error()))?;
         file.sync_all().map_err(|e| cache_err(&e))?;

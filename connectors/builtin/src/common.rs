@@ -13,7 +13,10 @@ use datafusion::datasource::listing::{
 use gridhub_connector::{ConnectorContext, ConnectorError, Health, Result};
 
 /// `InvalidOptions` for the source of `ctx`.
-pub(crate) fn invalid_options(ctx: &ConnectorContext, message: impl Into<String>) -> ConnectorError {
+pub(crate) fn invalid_options(
+    ctx: &ConnectorContext,
+    message: impl Into<String>,
+) -> ConnectorError {
     ConnectorError::InvalidOptions {
         source_name: ctx.source_name.clone(),
         message: message.into(),
@@ -72,7 +75,10 @@ pub(crate) fn file_tables(
                 .iter()
                 .map(|(name, file)| {
                     if name.trim().is_empty() {
-                        return Err(invalid_options(ctx, "option `tables` has an empty table name"));
+                        return Err(invalid_options(
+                            ctx,
+                            "option `tables` has an empty table name",
+                        ));
                     }
                     if file.trim().is_empty() {
                         return Err(invalid_options(

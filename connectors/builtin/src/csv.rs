@@ -49,8 +49,7 @@ use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::listing::ListingOptions;
 use encoding_rs::{DecoderResult, Encoding};
 use gridhub_connector::{
-    Connector, ConnectorContext, ConnectorFactory, Health, ROW_NUMBER_COLUMN, RefreshReport,
-    Result,
+    Connector, ConnectorContext, ConnectorFactory, Health, ROW_NUMBER_COLUMN, RefreshReport, Result,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -372,7 +371,11 @@ impl Connector for CsvConnector {
         if !self.settings.encoding.is_materialised() {
             return None;
         }
-        let paths: Vec<PathBuf> = self.tables.iter().map(|(t, _)| self.cache_path(t)).collect();
+        let paths: Vec<PathBuf> = self
+            .tables
+            .iter()
+            .map(|(t, _)| self.cache_path(t))
+            .collect();
         cache::oldest_mtime(paths.iter().map(PathBuf::as_path))
     }
 }
@@ -396,7 +399,10 @@ fn utf8_schema(path: &Path, settings: CsvSettings) -> std::result::Result<Schema
 }
 
 /// Column names from the first record of `text` (header cells, or `column_N` without header).
-fn header_names(text: impl Read, settings: CsvSettings) -> std::result::Result<Vec<String>, String> {
+fn header_names(
+    text: impl Read,
+    settings: CsvSettings,
+) -> std::result::Result<Vec<String>, String> {
     let format = Format::default()
         .with_header(settings.header)
         .with_delimiter(settings.delimiter)
@@ -488,9 +494,9 @@ impl MaterialiseJob {
             let used = p.feed(&text, &mut lines)?;
             text.drain(..used);
             if last {
-                return p.finish(&mut lines).and_then(|()| {
-                    pipeline.take().expect("started above").close()
-                });
+                return p
+                    .finish(&mut lines)
+                    .and_then(|()| pipeline.take().expect("started above").close());
             }
         }
     }
@@ -621,9 +627,9 @@ impl Pipeline {
         if self.header && lines.delivered == 0 {
             lines.take(1); // the header record
         }
-        let rows = lines.take(batch.num_rows()).ok_or_else(|| {
-            "internal error: more records parsed than scanned".to_string()
-        })?;
+        let rows = lines
+            .take(batch.num_rows())
+            .ok_or_else(|| "internal error: more records parsed than scanned".to_string())?;
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
         columns.push(Arc::new(Int64Array::from(rows)));
         let batch = RecordBatch::try_new(self.schema.clone(), columns)
@@ -645,9 +651,9 @@ impl Pipeline {
     fn join_writer(&mut self) -> std::result::Result<u64, BuildError> {
         self.sender = None;
         match self.writer.take() {
-            Some(handle) => handle.join().map_err(|_| {
-                BuildError::Cache("the Parquet writer thread panicked".to_string())
-            })?,
+            Some(handle) => handle
+                .join()
+                .map_err(|_| BuildError::Cache("the Parquet writer thread panicked".to_string()))?,
             None => Err(BuildError::Cache(
                 "the Parquet writer already stopped".to_string(),
             )),
@@ -730,7 +736,29 @@ impl LineTracker {
 
     fn scan(&mut self, bytes: &[u8]) {
         let d = self.delimiter;
-        for &c in bytes {
+        // Bytes that can change the state or the line count; runs of other bytes inside a
+        // field are skipped in a tight loop.
+        let mut special = [false; 256];
+        for b in [d, b'"', b'\n', b'\r'] {
+            special[b as usize] = true;
+        }
+        let mut i = 0;
+        while i < bytes.len() {
+            if matches!(self.state, ScanState::InField | ScanState::InQuoted) {
+                let run = bytes[i..]
+                    .iter()
+                    .position(|&b| special[b as usize])
+                    .unwrap_or(bytes.len() - i);
+                if run > 0 {
+                    self.after_cr = false;
+                    i += run;
+                    if i == bytes.len() {
+                        break;
+                    }
+                }
+            }
+            let c = bytes[i];
+            i += 1;
             self.state = match self.state {
                 ScanState::StartRecord => {
                     if c == b'\n' || c == b'\r' {
@@ -797,13 +825,10 @@ impl LineTracker {
     /// An arrow-csv error message with the line of the record it names ("line N" there counts
     /// records, the header included).
     fn describe(&self, message: &str) -> String {
-        let record = message
-            .split("line ")
-            .nth(1)
-            .and_then(|rest| {
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                digits.parse::<u64>().ok()
-            });
+        let record = message.split("line ").nth(1).and_then(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<u64>().ok()
+        });
         let line = record.and_then(|r| {
             let index = r.checked_sub(1)?.checked_sub(self.delivered)?;
             self.starts.get(usize::try_from(index).ok()?).copied()
@@ -823,12 +848,18 @@ mod tests {
     use super::*;
 
     fn starts(text: &str) -> Vec<i64> {
-        let mut t = LineTracker::new(b',');
-        // Scan in pieces to exercise state kept across chunks.
-        for chunk in text.as_bytes().chunks(3) {
-            t.scan(chunk);
+        let mut whole = LineTracker::new(b',');
+        whole.scan(text.as_bytes());
+        // Scanning in pieces (state kept across chunks) gives the same result.
+        for size in 1..5 {
+            let mut t = LineTracker::new(b',');
+            for chunk in text.as_bytes().chunks(size) {
+                t.scan(chunk);
+            }
+            assert_eq!(t.starts, whole.starts, "chunks of {size}");
+            assert_eq!(t.line, whole.line, "chunks of {size}");
         }
-        t.starts.into_iter().collect()
+        whole.starts.into_iter().collect()
     }
 
     #[test]
@@ -840,6 +871,9 @@ mod tests {
         assert_eq!(starts("a,b\n\"x\"\"\n\"\"y\",2\n3,4\n"), [1, 2, 4]);
         assert_eq!(starts("a,b\rx\"y,2\r3,4\r"), [1, 2, 3]);
         assert_eq!(starts("a,b\n\"q\"z\n3,4"), [1, 2, 3]);
+        assert_eq!(starts("甲,乙\r\r\n丙,\"丁\r\n\r戊\"\r\n己,庚"), [1, 3, 6]);
+        assert_eq!(starts(""), [] as [i64; 0]);
+        assert_eq!(starts("\n\n"), [] as [i64; 0]);
     }
 
     #[test]

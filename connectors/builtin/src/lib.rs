@@ -40,12 +40,20 @@
 //! [`ConnectorContext::parse_options`]: gridhub_connector::ConnectorContext::parse_options
 //! [`ConnectorError::Io`]: gridhub_connector::ConnectorError::Io
 
-use std::sync::Arc;
-
 use gridhub_connector::ConnectorRegistry;
 
 #[cfg(any(feature = "csv", feature = "xlsx"))]
 mod cache;
+// Helpers are shared unevenly between connectors; with some features off a few go unused.
+#[cfg_attr(
+    not(all(
+        feature = "csv",
+        feature = "xlsx",
+        feature = "parquet",
+        feature = "sqlite"
+    )),
+    allow(dead_code)
+)]
 mod common;
 
 #[cfg(feature = "csv")]
@@ -62,13 +70,13 @@ pub fn builtin_registry() -> ConnectorRegistry {
     #[allow(unused_mut)]
     let mut registry = ConnectorRegistry::new();
     #[cfg(feature = "csv")]
-    registry.register(Arc::new(csv::CsvFactory));
+    registry.register(std::sync::Arc::new(csv::CsvFactory));
     #[cfg(feature = "xlsx")]
-    registry.register(Arc::new(xlsx::XlsxFactory));
+    registry.register(std::sync::Arc::new(xlsx::XlsxFactory));
     #[cfg(feature = "parquet")]
-    registry.register(Arc::new(parquet::ParquetFactory));
+    registry.register(std::sync::Arc::new(parquet::ParquetFactory));
     #[cfg(feature = "sqlite")]
-    registry.register(Arc::new(sqlite::SqliteFactory));
+    registry.register(std::sync::Arc::new(sqlite::SqliteFactory));
     registry
 }
 

@@ -108,8 +108,12 @@ impl Connector for ParquetConnector {
             file_schema(&owned).map_err(|e| ctx.io_error(&owned, e))
         })
         .await?;
-        single_file_listing_table(&path, ListingOptions::new(Arc::new(parquet_format())), schema)
-            .map_err(|e| self.ctx.io_error(&path, e))
+        single_file_listing_table(
+            &path,
+            ListingOptions::new(Arc::new(parquet_format())),
+            schema,
+        )
+        .map_err(|e| self.ctx.io_error(&path, e))
     }
 
     async fn health(&self) -> Health {

@@ -4,9 +4,11 @@
 //!
 //! The database is queried in place through the SQLite provider of
 //! `datafusion-table-providers` (`SqliteConnectionPool` + `SQLiteTable`): projections, filters
-//! and limits are unparsed into SQL and run by SQLite. Every table in `sqlite_master` is a
-//! source table (SQLite's internal `sqlite_*` tables excluded); Chinese table and column names
-//! work as they are. The file is opened read-only (`mode=ro`): the connector never creates,
+//! and limits are unparsed into SQL and run by SQLite. Only filters SQLite evaluates exactly
+//! as DataFusion does (comparisons, arithmetic, boolean logic, `IS NULL`, `LIKE`, `IN`,
+//! `BETWEEN`) are pushed; filters calling functions stay in DataFusion. Every table in
+//! `sqlite_master` is a source table (SQLite's internal `sqlite_*` tables excluded); Chinese
+//! table and column names work as they are. The file is opened read-only (`mode=ro`): the connector never creates,
 //! changes or converts the database (no WAL switch), and a missing file is an error.
 //!
 //! Column types follow SQLite's declared-type affinity: `INT…` → `Int64`, `CHAR`/`CLOB`/`TEXT`
@@ -25,9 +27,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion_table_providers::sql::db_connection_pool::sqlitepool::SqliteConnectionPool;
-use datafusion_table_providers::sql::db_connection_pool::{
-    DbConnectionPool, JoinPushDown, Mode,
-};
+use datafusion_table_providers::sql::db_connection_pool::{DbConnectionPool, JoinPushDown, Mode};
 use datafusion_table_providers::sqlite::DynSqliteConnectionPool;
 use datafusion_table_providers::sqlite::sql_table::SQLiteTable;
 use futures::TryStreamExt;
@@ -247,7 +247,9 @@ fn table_columns(
 ) -> rusqlite::Result<Vec<(String, ColumnRead)>> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote_ident(table)))?;
     let declared: Vec<(String, String)> = stmt
-        .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)))?
+        .query_map([], |r| {
+            Ok((r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?))
+        })?
         .map(|r| r.map(|(name, decl)| (name, decl.unwrap_or_default())))
         .collect::<rusqlite::Result<_>>()?;
     let undecided: Vec<usize> = declared
@@ -371,8 +373,10 @@ impl Connector for SqliteConnector {
                 .ok_or_else(|| self.ctx.error("SQLite connection is not async"))?;
             for sql in &statements {
                 conn.execute(sql, &[]).await.map_err(|e| {
-                    self.ctx
-                        .io_error(&self.path, format!("cannot create a view for '{name}': {e}"))
+                    self.ctx.io_error(
+                        &self.path,
+                        format!("cannot create a view for '{name}': {e}"),
+                    )
                 })?;
             }
             TableReference::partial("temp", view)
@@ -438,8 +442,11 @@ impl TableProvider for NonEmptyProjection {
         filters: &[&datafusion::logical_expr::Expr],
     ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
         use datafusion::logical_expr::TableProviderFilterPushDown::Unsupported;
-        let safe: Vec<&datafusion::logical_expr::Expr> =
-            filters.iter().copied().filter(|f| sqlite_can_evaluate(f)).collect();
+        let safe: Vec<&datafusion::logical_expr::Expr> = filters
+            .iter()
+            .copied()
+            .filter(|f| sqlite_can_evaluate(f))
+            .collect();
         let mut decided = self.inner.supports_filters_pushdown(&safe)?.into_iter();
         Ok(filters
             .iter()
@@ -462,7 +469,10 @@ impl TableProvider for NonEmptyProjection {
     ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
         match projection {
             Some(p) if p.is_empty() && !self.inner.schema().fields().is_empty() => {
-                let plan = self.inner.scan(state, Some(&vec![0]), filters, limit).await?;
+                let plan = self
+                    .inner
+                    .scan(state, Some(&vec![0]), filters, limit)
+                    .await?;
                 let none: Vec<datafusion::physical_plan::projection::ProjectionExpr> = Vec::new();
                 Ok(Arc::new(
                     datafusion::physical_plan::projection::ProjectionExec::try_new(none, plan)?,

@@ -39,8 +39,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use gridhub_connector::{
-    Connector, ConnectorContext, ConnectorFactory, Health, ROW_NUMBER_COLUMN, RefreshReport,
-    Result,
+    Connector, ConnectorContext, ConnectorFactory, Health, ROW_NUMBER_COLUMN, RefreshReport, Result,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -194,7 +193,9 @@ impl XlsxConnector {
                 let started = std::time::Instant::now();
                 let rows = build_sheet(&mut workbook, &job, header_row).map_err(|e| {
                     let e = match e {
-                        BuildError::Source(m) => BuildError::Source(format!("sheet '{}': {m}", job.sheet)),
+                        BuildError::Source(m) => {
+                            BuildError::Source(format!("sheet '{}': {m}", job.sheet))
+                        }
                         cache => cache,
                     };
                     e.into_connector_error(&ctx, &path, &job.table)
@@ -379,33 +380,40 @@ impl Connector for XlsxConnector {
     }
 
     async fn discover(&self) -> Result<Vec<String>> {
-        Ok(self.table_map().await?.into_iter().map(|(t, _)| t).collect())
+        Ok(self
+            .table_map()
+            .await?
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect())
     }
 
     async fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>> {
         let target = self.cache_path(name);
-        let _guard = self.build_lock.lock().await;
-        // A configured table needs no workbook access while its cache is current.
+        let guard = self.build_lock.lock().await;
+        // While its cache is current, a table needs no access to the workbook.
         let sheet = match &self.configured {
             Some(map) => map.iter().find(|(t, _)| t == name).map(|(_, s)| s.clone()),
+            None if cache::is_current(&target, &self.fingerprint(name)) => Some(name.to_string()),
+            None => None,
+        };
+        let sheet = match sheet {
+            Some(sheet) => sheet,
             None => {
-                let guess = name.to_string();
-                if cache::is_current(&target, &self.fingerprint(&guess)) {
-                    Some(guess)
-                } else {
-                    let map = self.table_map().await?;
-                    map.into_iter().find(|(t, _)| t == name).map(|(_, s)| s)
+                let map = self.table_map().await?;
+                match map.iter().find(|(t, _)| t == name) {
+                    Some((_, sheet)) => sheet.clone(),
+                    None => {
+                        let known: Vec<String> = map.into_iter().map(|(t, _)| t).collect();
+                        return Err(unknown_table(&self.ctx, name, &known));
+                    }
                 }
             }
-        };
-        let Some(sheet) = sheet else {
-            let known: Vec<String> = self.table_map().await?.into_iter().map(|(t, _)| t).collect();
-            return Err(unknown_table(&self.ctx, name, &known));
         };
         if !cache::is_current(&target, &self.fingerprint(&sheet)) {
             self.build(vec![(name.to_string(), sheet)]).await?;
         }
-        drop(_guard);
+        drop(guard);
         cache::provider(&target).map_err(|e| self.ctx.io_error(&target, e))
     }
 
@@ -473,10 +481,7 @@ mod tests {
         assert_eq!(cell_text(&Data::Bool(true)).as_deref(), Some("true"));
         assert_eq!(cell_text(&Data::String(String::new())), None);
         assert_eq!(cell_text(&Data::Empty), None);
-        assert_eq!(
-            cell_text(&Data::Error(calamine::CellErrorType::NA)),
-            None
-        );
+        assert_eq!(cell_text(&Data::Error(calamine::CellErrorType::NA)), None);
     }
 
     #[test]

@@ -65,7 +65,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-async fn time_query(ctx: &SessionContext, sql: &str, runs: usize) -> Result<(Duration, usize), String> {
+async fn time_query(
+    ctx: &SessionContext,
+    sql: &str,
+    runs: usize,
+) -> Result<(Duration, usize), String> {
     let mut times = Vec::new();
     let mut rows = 0;
     for _ in 0..runs {
@@ -95,7 +99,9 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
         reset_peak_rss();
         let started = Instant::now();
         let city = City::generate(&opts);
-        let summary = city.write(dir, &gridhub_synth::NoProgress).map_err(|e| e.to_string())?;
+        let summary = city
+            .write(dir, &gridhub_synth::NoProgress)
+            .map_err(|e| e.to_string())?;
         let elapsed = started.elapsed();
         drop(city);
         let _ = std::fs::remove_dir_all(dir.join(".gridhub"));
@@ -110,7 +116,10 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
             ),
         ));
     } else {
-        report.push(("generate + write".into(), "reused (delete the dir to measure)".into()));
+        report.push((
+            "generate + write".into(),
+            "reused (delete the dir to measure)".into(),
+        ));
     }
     let _ = std::fs::remove_dir_all(dir.join(".gridhub"));
     reset_peak_rss();
@@ -134,7 +143,11 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
         let decode = started.elapsed();
         let reopened = Hub::open_path(&config).await.map_err(|e| e.to_string())?;
         let started_map = Instant::now();
-        for m in reopened.mappings().iter().filter(|m| m.source == "property_a") {
+        for m in reopened
+            .mappings()
+            .iter()
+            .filter(|m| m.source == "property_a")
+        {
             m.counts()
                 .map_err(|e| e.to_string())?
                 .collect()
@@ -145,7 +158,11 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
         let rows: u64 = refreshed.iter().map(|(_, n)| n).sum();
         report.push((
             "GBK CSV: decode + parse + cache".into(),
-            format!("{rows} rows in {:.2} s = {}", decode.as_secs_f64(), rate(rows, decode)),
+            format!(
+                "{rows} rows in {:.2} s = {}",
+                decode.as_secs_f64(),
+                rate(rows, decode)
+            ),
         ));
         report.push((
             "GBK CSV: decode + cache + map (all rules)".into(),
@@ -161,7 +178,11 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     if let Some((rows, d)) = peer {
         report.push((
             "peer: parse UTF-8 CSV of the same size".into(),
-            format!("{rows} rows in {:.2} s = {}", d.as_secs_f64(), rate(rows, d)),
+            format!(
+                "{rows} rows in {:.2} s = {}",
+                d.as_secs_f64(),
+                rate(rows, d)
+            ),
         ));
     }
     let _ = gbk_rows;
@@ -196,11 +217,15 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
             .collect()
             .await
             .map_err(|e| e.to_string())?;
-        arrow_bytes += batches.iter().map(|b| b.get_array_memory_size() as u64).sum::<u64>();
         let schema = batches
             .first()
             .map(|b| b.schema())
             .unwrap_or_else(|| t.schema());
+        // Batches may share sliced buffers; a compacted copy gives the true Arrow size.
+        let compact =
+            arrow::compute::concat_batches(&schema, &batches).map_err(|e| e.to_string())?;
+        arrow_bytes += compact.get_array_memory_size() as u64;
+        let batches = vec![compact];
         materialised
             .register_table(
                 t.name,
@@ -236,7 +261,10 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
 
     let mut table = Table::new();
     table.load_preset(presets::UTF8_FULL_CONDENSED);
-    table.set_header(vec![format!("gridhub bench load --scale {scale}"), "result".into()]);
+    table.set_header(vec![
+        format!("gridhub bench load --scale {scale}"),
+        "result".into(),
+    ]);
     for (k, v) in report {
         table.add_row(vec![k, v]);
     }
@@ -248,7 +276,10 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
 /// DataFusion with an all-text schema (what the GBK path does after decoding).
 async fn utf8_csv_peer(hub: &Hub, dir: &Path) -> Result<Option<(u64, Duration)>, String> {
     let ctx = hub.context();
-    let Ok(df) = ctx.table(format!("{}.\"住户\"", source_schema("property_a"))).await else {
+    let Ok(df) = ctx
+        .table(format!("{}.\"住户\"", source_schema("property_a")))
+        .await
+    else {
         return Ok(None);
     };
     let path = dir.join(".gridhub").join("bench-utf8.csv");
@@ -268,9 +299,12 @@ async fn utf8_csv_peer(hub: &Hub, dir: &Path) -> Result<Option<(u64, Duration)>,
         )
         .await
         .map_err(|e| e.to_string())?
-        .count()
+        .collect()
         .await
-        .map_err(|e| e.to_string())? as u64;
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|b| b.num_rows() as u64)
+        .sum();
     let elapsed = started.elapsed();
     let _ = std::fs::remove_file(&path);
     Ok(Some((rows, elapsed)))

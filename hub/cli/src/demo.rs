@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use gridhub_engine::Hub;
-use gridhub_synth::{City, CONFIG_FILE, GenerateOptions, is_generated, showcase_queries};
+use gridhub_synth::{CONFIG_FILE, City, GenerateOptions, is_generated, showcase_queries};
 
 use crate::output::{Format, render};
 use crate::progress::Bar;
@@ -39,6 +39,7 @@ pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
     }
 
     let config = dir.join(CONFIG_FILE);
+    println!("Opening the sources (GBK CSV and xlsx are cached as Parquet on first use) …");
     let started = Instant::now();
     let hub = Hub::open_path(&config).await.map_err(|e| e.to_string())?;
     hub.load(&bar).await.map_err(|e| e.to_string())?;

@@ -107,7 +107,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -152,7 +155,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Refresh { config, sources } => {
             let hub = open(&config.path()).await?;
             let bar = progress::Bar::new(quiet());
-            let refreshed = hub.refresh(&sources, &bar).await.map_err(|e| e.to_string())?;
+            let refreshed = hub
+                .refresh(&sources, &bar)
+                .await
+                .map_err(|e| e.to_string())?;
             // Reopen so every table is planned over the rebuilt caches.
             let hub = open(&config.path()).await?;
             hub.load(&bar).await.map_err(|e| e.to_string())?;
@@ -168,7 +174,13 @@ async fn run(cli: Cli) -> Result<(), String> {
 /// Open the hub; load statistics on first use so the catalog is never empty.
 async fn open(path: &Path) -> Result<Hub, String> {
     let hub = Hub::open_path(path).await.map_err(|e| e.to_string())?;
-    if hub.store().load_stats().map_err(|e| e.to_string())?.is_empty() && !hub.mappings().is_empty() {
+    if hub
+        .store()
+        .load_stats()
+        .map_err(|e| e.to_string())?
+        .is_empty()
+        && !hub.mappings().is_empty()
+    {
         hub.load(&progress::Bar::new(quiet()))
             .await
             .map_err(|e| e.to_string())?;

@@ -14,13 +14,19 @@ pub enum Format {
 }
 
 /// Render batches in the chosen format. `max_rows` limits table output only.
-pub fn render(batches: &[RecordBatch], format: Format, max_rows: Option<usize>) -> Result<String, String> {
+pub fn render(
+    batches: &[RecordBatch],
+    format: Format,
+    max_rows: Option<usize>,
+) -> Result<String, String> {
     match format {
         Format::Table => Ok(table(batches, max_rows)),
         Format::Csv => {
             let mut out = Vec::new();
             {
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut out);
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut out);
                 for b in batches {
                     w.write(b).map_err(|e| e.to_string())?;
                 }

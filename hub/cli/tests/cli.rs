@@ -30,7 +30,10 @@ fn demo_then_query_catalog_and_errors() {
     let out = gridhub(&["demo", "--scale", "2000"], cwd);
     assert!(out.status.success(), "demo failed: {}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("Generating a synthetic city of 2000 persons"), "{text}");
+    assert!(
+        text.contains("Generating a synthetic city of 2000 persons"),
+        "{text}"
+    );
     for title in ["独居老人", "健康码", "电话不一致", "被拒绝"] {
         assert!(text.contains(title), "showcase {title} missing:\n{text}");
     }
@@ -39,11 +42,20 @@ fn demo_then_query_catalog_and_errors() {
     // Twice: the data is reused.
     let out = gridhub(&["demo", "--scale", "2000"], cwd);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("Reusing the synthetic city"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Reusing the synthetic city"),
+        "{}",
+        stdout(&out)
+    );
 
     // `query` finds the demo config by default; formats.
     let out = gridhub(
-        &["query", "--format", "csv", "SELECT code, name FROM admin_unit WHERE level = 'district' ORDER BY code"],
+        &[
+            "query",
+            "--format",
+            "csv",
+            "SELECT code, name FROM admin_unit WHERE level = 'district' ORDER BY code",
+        ],
         cwd,
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -52,13 +64,22 @@ fn demo_then_query_catalog_and_errors() {
     assert_eq!(lines.next(), Some("code,name"));
     assert_eq!(lines.count(), 2, "two districts: {csv}");
 
-    let out = gridhub(&["query", "-f", "json", "SELECT count(*) AS n FROM person"], cwd);
+    let out = gridhub(
+        &["query", "-f", "json", "SELECT count(*) AS n FROM person"],
+        cwd,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let json = stdout(&out);
     assert!(json.trim_start().starts_with("[{\"n\":"), "{json}");
 
     // Chinese text in a table stays aligned: every line of the table has the same width.
-    let out = gridhub(&["query", "SELECT name, label FROM system.tables ORDER BY name"], cwd);
+    let out = gridhub(
+        &[
+            "query",
+            "SELECT name, label FROM system.tables ORDER BY name",
+        ],
+        cwd,
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
     assert!(table.contains("人口"), "{table}");
@@ -67,12 +88,23 @@ fn demo_then_query_catalog_and_errors() {
         .filter(|l| l.starts_with('│') || l.starts_with('┌') || l.starts_with('└'))
         .map(unicode_width)
         .collect();
-    assert!(widths.windows(2).all(|w| w[0] == w[1]), "ragged table:\n{table}");
+    assert!(
+        widths.windows(2).all(|w| w[0] == w[1]),
+        "ragged table:\n{table}"
+    );
 
     let out = gridhub(&["catalog"], cwd);
     assert!(out.status.success(), "{}", stderr(&out));
     let cat = stdout(&out);
-    for s in ["community_register", "property_a", "property_b", "district_health", "city_population", "party_service", "sensor_feed"] {
+    for s in [
+        "community_register",
+        "property_a",
+        "property_b",
+        "district_health",
+        "city_population",
+        "party_service",
+        "sensor_feed",
+    ] {
         assert!(cat.contains(s), "catalog lacks {s}:\n{cat}");
     }
 
@@ -80,7 +112,10 @@ fn demo_then_query_catalog_and_errors() {
     let out = gridhub(&["query", "SELECT * FROM persons"], cwd);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.starts_with("error: unknown table 'persons' (known tables: "), "{err}");
+    assert!(
+        err.starts_with("error: unknown table 'persons' (known tables: "),
+        "{err}"
+    );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 
     let out = gridhub(&["query", "SELECT * FROM person WHERE"], cwd);
@@ -89,7 +124,11 @@ fn demo_then_query_catalog_and_errors() {
 
     let out = gridhub(&["query", "--config", "nope.toml", "SELECT 1"], cwd);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("config file not found: nope.toml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("config file not found: nope.toml"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Display width of a line, counting CJK characters as two columns.

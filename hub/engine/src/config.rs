@@ -120,7 +120,9 @@ impl HubConfig {
                 ))
             })?;
         if pseudonym_key.len() < 16 {
-            return Err(err("the pseudonym key must be at least 16 characters".into()));
+            return Err(err(
+                "the pseudonym key must be at least 16 characters".into()
+            ));
         }
         let batch_size = match hub.batch_size {
             Some(n) => n,
@@ -140,11 +142,7 @@ impl HubConfig {
         for (i, entry) in file.sources.into_iter().enumerate() {
             let get = |key: &str| entry.get(key).and_then(|v| v.as_str()).map(str::to_string);
             let name = get("name").ok_or_else(|| err(format!("sources[{i}] has no name")))?;
-            if name.is_empty()
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(err(format!(
                     "source name '{name}' may contain only ASCII letters, digits and _"
                 )));
@@ -207,7 +205,10 @@ impl HubConfig {
             }
             for c in t.column_precedence.keys() {
                 if def.column(c).is_none() {
-                    return Err(err(format!("precedence names unknown column {}.{c}", t.name)));
+                    return Err(err(format!(
+                        "precedence names unknown column {}.{c}",
+                        t.name
+                    )));
                 }
             }
         }
@@ -272,7 +273,9 @@ path = "a.csv"
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/gridhub"));
         assert_eq!(c.batch_size, DEFAULT_BATCH_SIZE);
 
-        let file = format!("[hub]\nstate_dir = \"state\"\npseudonym_key = \"key-from-the-file-123\"\n{MINIMAL}");
+        let file = format!(
+            "[hub]\nstate_dir = \"state\"\npseudonym_key = \"key-from-the-file-123\"\n{MINIMAL}"
+        );
         let c = HubConfig::parse(p, &file, env).unwrap();
         assert_eq!(c.pseudonym_key, "key-from-the-file-123");
         assert_eq!(c.state_dir, PathBuf::from("/etc/gridhub/state"));
@@ -285,13 +288,20 @@ path = "a.csv"
         let bad_target = format!(
             "{MINIMAL}\n[[mappings]]\nsource = \"a\"\ntable = \"a\"\ntarget = \"people\"\n[mappings.columns]\n"
         );
-        let e = HubConfig::parse(p, &bad_target, env).unwrap_err().to_string();
+        let e = HubConfig::parse(p, &bad_target, env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("people") && e.contains("person"), "{e}");
         let bad_source = format!(
             "{MINIMAL}\n[[mappings]]\nsource = \"b\"\ntable = \"a\"\ntarget = \"person\"\n[mappings.columns]\n"
         );
-        let e = HubConfig::parse(p, &bad_source, env).unwrap_err().to_string();
-        assert!(e.contains("unknown source 'b'") && e.contains("sources: a"), "{e}");
+        let e = HubConfig::parse(p, &bad_source, env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("unknown source 'b'") && e.contains("sources: a"),
+            "{e}"
+        );
         let dup = format!("{MINIMAL}{MINIMAL}");
         assert!(HubConfig::parse(p, &dup, env).is_err());
         let typo = "[hub]\nstate_dri = \"x\"\n";

@@ -6,7 +6,9 @@ use gridhub_mapping::MappingError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("config file not found: {path} (run `gridhub demo` to create one, or pass --config FILE)")]
+    #[error(
+        "config file not found: {path} (run `gridhub demo` to create one, or pass --config FILE)"
+    )]
     ConfigNotFound { path: String },
     #[error("config {path}: {message}")]
     Config { path: String, message: String },

@@ -194,7 +194,10 @@ impl Hub {
                 });
             }
             let raw = ctx
-                .table(TableReference::partial(source_schema(&m.source), m.table.as_str()))
+                .table(TableReference::partial(
+                    source_schema(&m.source),
+                    m.table.as_str(),
+                ))
                 .await
                 .map_err(|e| EngineError::Query {
                     message: e.to_string(),
@@ -254,7 +257,11 @@ impl Hub {
             let table: Arc<dyn TableProvider> = if let Some(why) = broken.get(def.name) {
                 Arc::new(UnavailableTable::new(
                     def.schema(),
-                    format!("shared table {} is unavailable: {}", def.name, why.join("; ")),
+                    format!(
+                        "shared table {} is unavailable: {}",
+                        def.name,
+                        why.join("; ")
+                    ),
                 ))
             } else {
                 let parts: Vec<(String, DataFrame)> = self
@@ -292,7 +299,12 @@ impl Hub {
 
     /// (Re)build the `system.*` tables from the catalog store and the live source state.
     fn register_system_tables(&self) -> Result<()> {
-        if self.ctx.catalog(CATALOG).and_then(|c| c.schema(SYSTEM_SCHEMA)).is_none() {
+        if self
+            .ctx
+            .catalog(CATALOG)
+            .and_then(|c| c.schema(SYSTEM_SCHEMA))
+            .is_none()
+        {
             self.ctx
                 .catalog(CATALOG)
                 .expect("default catalog")
@@ -316,14 +328,22 @@ impl Hub {
     }
 
     /// Rebuild the caches of materialised sources (all, or the named ones).
-    pub async fn refresh(&self, only: &[String], progress: &dyn Progress) -> Result<Vec<(String, u64)>> {
+    pub async fn refresh(
+        &self,
+        only: &[String],
+        progress: &dyn Progress,
+    ) -> Result<Vec<(String, u64)>> {
         for name in only {
             if !self.sources.iter().any(|s| &s.name == name) {
                 return Err(EngineError::Config {
                     path: self.config.path.display().to_string(),
                     message: format!(
                         "no source '{name}' (sources: {})",
-                        self.sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                        self.sources
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 });
             }
@@ -375,7 +395,11 @@ impl Hub {
                     .map(|f| (f.name().clone(), f.data_type().to_string()))
                     .collect();
                 let rows = df.count().await.map_err(|e| EngineError::Query {
-                    message: format!("counting rows of {}.{t}: {}", source_schema(&s.name), self.describe(e)),
+                    message: format!(
+                        "counting rows of {}.{t}: {}",
+                        source_schema(&s.name),
+                        self.describe(e)
+                    ),
                 })? as u64;
                 tables.push(SourceTableRecord {
                     source: s.name.clone(),
@@ -397,15 +421,23 @@ impl Hub {
             })?;
         }
         self.store.retain_sources(
-            &self.sources.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+            &self
+                .sources
+                .iter()
+                .map(|s| s.name.clone())
+                .collect::<Vec<_>>(),
         )?;
 
         let mut stats = Vec::new();
         for m in &self.mappings {
             progress.step(&m.label());
-            let batches = m.counts()?.collect().await.map_err(|e| EngineError::Query {
-                message: format!("loading {}: {}", m.label(), self.describe(e)),
-            })?;
+            let batches = m
+                .counts()?
+                .collect()
+                .await
+                .map_err(|e| EngineError::Query {
+                    message: format!("loading {}: {}", m.label(), self.describe(e)),
+                })?;
             let (accepted, rejected) = first_two_counts(&batches);
             stats.push(LoadStat {
                 source: m.source.clone(),
@@ -458,10 +490,7 @@ impl Hub {
                     shared_column: column.clone(),
                     source: m.source.clone(),
                     source_table: m.table.clone(),
-                    source_expr: spec
-                        .origin()
-                        .map(|o| o.to_string())
-                        .unwrap_or_else(|e| e),
+                    source_expr: spec.origin().map(|o| o.to_string()).unwrap_or_else(|e| e),
                     transform: spec.transform(),
                 });
             }
@@ -505,7 +534,9 @@ impl Hub {
             DataFusionError::SQL(parser, _) => EngineError::Sql {
                 message: parser.to_string().replace("sql parser error: ", ""),
             },
-            DataFusionError::Plan(msg) if msg.contains("not found") && msg.starts_with("table '") => {
+            DataFusionError::Plan(msg)
+                if msg.contains("not found") && msg.starts_with("table '") =>
+            {
                 let quoted = msg.split('\'').nth(1).unwrap_or_default();
                 let table = quoted
                     .strip_prefix(&format!("{CATALOG}.{SHARED_SCHEMA}."))
@@ -573,7 +604,12 @@ fn first_two_counts(batches: &[RecordBatch]) -> (u64, u64) {
         batches
             .iter()
             .find(|b| b.num_rows() > 0)
-            .and_then(|b| b.column(i).as_any().downcast_ref::<Int64Array>().map(|a| a.value(0)))
+            .and_then(|b| {
+                b.column(i)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .map(|a| a.value(0))
+            })
             .unwrap_or(0) as u64
     };
     (get(0), get(1))
@@ -590,9 +626,7 @@ pub(crate) fn boolean(values: Vec<Option<bool>>) -> ArrayRef {
     Arc::new(BooleanArray::from(values))
 }
 pub(crate) fn timestamps(values: Vec<Option<i64>>) -> ArrayRef {
-    Arc::new(
-        datafusion::arrow::array::TimestampMicrosecondArray::from(values).with_timezone("UTC"),
-    )
+    Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(values).with_timezone("UTC"))
 }
 pub(crate) fn ts_type() -> DataType {
     timestamp_type()

@@ -11,12 +11,30 @@ use crate::hub::{Hub, boolean, int64, timestamps, ts_type, utf8};
 
 /// The system tables and what they hold.
 pub const TABLES: [(&str, &str); 6] = [
-    ("sources", "configured sources: type, location, health, refresh and load times"),
-    ("source_tables", "raw tables of each source with their columns and row counts"),
-    ("tables", "shared tables: label, key, rows after merging, contributing sources"),
-    ("columns", "columns of the shared tables with type, tag and Chinese label"),
-    ("lineage", "which source column or expression feeds which shared column"),
-    ("loads", "accepted and rejected rows per mapping at the last load"),
+    (
+        "sources",
+        "configured sources: type, location, health, refresh and load times",
+    ),
+    (
+        "source_tables",
+        "raw tables of each source with their columns and row counts",
+    ),
+    (
+        "tables",
+        "shared tables: label, key, rows after merging, contributing sources",
+    ),
+    (
+        "columns",
+        "columns of the shared tables with type, tag and Chinese label",
+    ),
+    (
+        "lineage",
+        "which source column or expression feeds which shared column",
+    ),
+    (
+        "loads",
+        "accepted and rejected rows per mapping at the last load",
+    ),
 ];
 
 fn batch(fields: Vec<(&str, DataType)>, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
@@ -55,7 +73,11 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
             utf8(live.iter().map(|s| s.label.clone()).collect()),
             utf8(live.iter().map(|s| Some(s.connector.location())).collect()),
             utf8(live.iter().map(|s| Some(s.health.to_string())).collect()),
-            boolean(live.iter().map(|s| Some(s.connector.is_materialised())).collect()),
+            boolean(
+                live.iter()
+                    .map(|s| Some(s.connector.is_materialised()))
+                    .collect(),
+            ),
             timestamps(
                 live.iter()
                     .map(|s| {
@@ -123,7 +145,11 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
             utf8(defs.iter().map(|d| Some(d.name.to_string())).collect()),
             utf8(defs.iter().map(|d| Some(d.label.to_string())).collect()),
             utf8(defs.iter().map(|d| Some(d.key.join(", "))).collect()),
-            int64(defs.iter().map(|d| count_of(d.name).map(|c| c.rows as i64)).collect()),
+            int64(
+                defs.iter()
+                    .map(|d| count_of(d.name).map(|c| c.rows as i64))
+                    .collect(),
+            ),
             utf8(
                 defs.iter()
                     .map(|d| {
@@ -138,7 +164,11 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
                     })
                     .collect(),
             ),
-            timestamps(defs.iter().map(|d| count_of(d.name).map(|c| c.loaded_at)).collect()),
+            timestamps(
+                defs.iter()
+                    .map(|d| count_of(d.name).map(|c| c.loaded_at))
+                    .collect(),
+            ),
         ],
     )?;
 
@@ -165,7 +195,11 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
             utf8(cols.iter().map(|c| Some(c.0.to_string())).collect()),
             int64(cols.iter().map(|c| Some(c.1 as i64)).collect()),
             utf8(cols.iter().map(|c| Some(c.2.name.to_string())).collect()),
-            utf8(cols.iter().map(|c| Some(c.2.data_type.to_string())).collect()),
+            utf8(
+                cols.iter()
+                    .map(|c| Some(c.2.data_type.to_string()))
+                    .collect(),
+            ),
             utf8(cols.iter().map(|c| Some(c.2.tag.to_string())).collect()),
             utf8(cols.iter().map(|c| Some(c.2.label.to_string())).collect()),
             boolean(cols.iter().map(|c| Some(c.3)).collect()),

@@ -10,7 +10,8 @@ use gridhub_engine::config::ENV_PSEUDONYM_KEY;
 fn the_example_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/gridhub.example.toml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let env = |k: &str| (k == ENV_PSEUDONYM_KEY).then(|| "from-the-service-environment".to_string());
+    let env =
+        |k: &str| (k == ENV_PSEUDONYM_KEY).then(|| "from-the-service-environment".to_string());
     let config = HubConfig::parse(&path, &text, env).unwrap();
     assert_eq!(config.pseudonym_key, "from-the-service-environment");
     assert_eq!(config.state_dir, Path::new("/var/lib/gridhub"));
@@ -23,6 +24,8 @@ fn the_example_config_is_valid() {
     assert!(config.mappings.len() >= 5);
 
     // Without the environment there is no key, and the error says how to give one.
-    let e = HubConfig::parse(&path, &text, |_| None).unwrap_err().to_string();
+    let e = HubConfig::parse(&path, &text, |_| None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains(ENV_PSEUDONYM_KEY), "{e}");
 }

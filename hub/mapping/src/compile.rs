@@ -16,10 +16,10 @@ use std::str::FromStr;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, DFSchema, ScalarValue};
+use datafusion::execution::FunctionRegistry;
 use datafusion::functions::expr_fn::{btrim, concat, concat_ws, nullif};
 use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{ExprSchemable, cast, try_cast, when};
-use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, lit};
 use gridhub_catalog::TableDef;
 use gridhub_catalog::model::{SOURCE_COLUMN, UPDATED_AT_COLUMN};
@@ -47,7 +47,10 @@ pub struct CompiledMapping {
 impl CompiledMapping {
     /// `source.table → target`.
     pub fn label(&self) -> String {
-        format!("{}.{} → {}", self.source, self.source_table, self.target.name)
+        format!(
+            "{}.{} → {}",
+            self.source, self.source_table, self.target.name
+        )
     }
 
     /// The rows that passed every check, in the shared table's schema.
@@ -110,7 +113,14 @@ impl CompiledMapping {
 
 /// Names of the `_rejects` columns, in order.
 pub fn rejects_columns() -> [&'static str; 6] {
-    ["source", "source_table", "target_table", "row_id", "reason", "raw"]
+    [
+        "source",
+        "source_table",
+        "target_table",
+        "row_id",
+        "reason",
+        "raw",
+    ]
 }
 
 /// Build the aggregate filter helpers without pulling the builder trait everywhere.
@@ -135,7 +145,10 @@ fn col_ref(name: &str) -> Expr {
 }
 
 fn is_text(dt: &DataType) -> bool {
-    matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 fn toml_literal(v: &toml::Value) -> std::result::Result<Expr, String> {
@@ -226,7 +239,10 @@ pub fn compile(
             }
             compiled.value
         } else if def.name == UPDATED_AT_COLUMN {
-            lit(ScalarValue::TimestampMicrosecond(loaded_at, Some("UTC".into())))
+            lit(ScalarValue::TimestampMicrosecond(
+                loaded_at,
+                Some("UTC".into()),
+            ))
         } else {
             lit(ScalarValue::try_from(&def.data_type).map_err(plan_err)?)
         };
@@ -271,7 +287,10 @@ pub fn compile(
         let def = &target.columns[*i];
         let raw_col = col_ref(&format!("__raw_{i}"));
         let value_col = col_ref(def.name);
-        let why = concat(vec![lit(format!("{}: ", def.name)), reason(raw_col.clone())]);
+        let why = concat(vec![
+            lit(format!("{}: ", def.name)),
+            reason(raw_col.clone()),
+        ]);
         checks.push(
             when(raw_col.is_not_null().and(value_col.is_null()), why)
                 .end()
@@ -286,8 +305,8 @@ pub fn compile(
         }
         checks.push(
             when(missing, lit(format!("{key}: missing key value")))
-            .end()
-            .map_err(plan_err)?,
+                .end()
+                .map_err(plan_err)?,
         );
     }
     let err = nullif(concat_ws(lit("; "), checks), lit(""));

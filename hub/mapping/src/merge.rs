@@ -10,7 +10,7 @@ use datafusion::functions_aggregate::expr_fn::max;
 use datafusion::functions_aggregate::first_last::first_value_udaf;
 use datafusion::functions_aggregate::string_agg::string_agg;
 use datafusion::logical_expr::expr::NullTreatment;
-use datafusion::logical_expr::{ExprFunctionExt, when};
+use datafusion::logical_expr::{ExprFunctionExt, cast, when};
 use datafusion::prelude::{DataFrame, Expr, lit};
 use gridhub_catalog::TableDef;
 use gridhub_catalog::model::{SOURCE_COLUMN, UPDATED_AT_COLUMN};
@@ -63,7 +63,11 @@ pub fn merge(
     let group: Vec<Expr> = table.key.iter().map(|k| col_ref(k)).collect();
     let table_order = precedence.order_for(SOURCE_COLUMN, &sources);
     let mut aggregates = Vec::new();
-    for c in table.columns.iter().filter(|c| !table.key.contains(&c.name)) {
+    for c in table
+        .columns
+        .iter()
+        .filter(|c| !table.key.contains(&c.name))
+    {
         let expr = match c.name {
             SOURCE_COLUMN => string_agg(col_ref(SOURCE_COLUMN), lit(","))
                 .order_by(vec![rank(&table_order).map_err(plan_err)?.sort(true, true)])
@@ -84,8 +88,14 @@ pub fn merge(
         };
         aggregates.push(expr.alias(c.name));
     }
+    // Aggregates may widen types (string_agg gives LargeUtf8): restore the model's types.
+    let columns: Vec<Expr> = table
+        .columns
+        .iter()
+        .map(|c| cast(col_ref(c.name), c.data_type.clone()).alias(c.name))
+        .collect();
     union
         .aggregate(group, aggregates)
-        .and_then(|df| df.select(table.columns.iter().map(|c| col_ref(c.name)).collect::<Vec<_>>()))
+        .and_then(|df| df.select(columns))
         .map_err(plan_err)
 }

@@ -26,8 +26,11 @@ fn raw_table(ctx: &SessionContext, name: &str, columns: &[(&str, Vec<Option<&str
         .map(|(_, v)| Arc::new(StringArray::from(v.clone())) as _)
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
-    ctx.register_table(name, Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()))
-        .unwrap();
+    ctx.register_table(
+        name,
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+    )
+    .unwrap();
 }
 
 fn mapping(source: &str, table: &str, target: &str, toml_columns: &str) -> MappingConfig {
@@ -82,7 +85,17 @@ async fn values_are_normalised_and_bad_rows_rejected_with_reasons() {
         &ctx,
         "reg",
         &[
-            ("序号", vec![Some("1"), Some("2"), Some("3"), Some("4"), Some("5"), Some("6")]),
+            (
+                "序号",
+                vec![
+                    Some("1"),
+                    Some("2"),
+                    Some("3"),
+                    Some("4"),
+                    Some("5"),
+                    Some("6"),
+                ],
+            ),
             (
                 "身份证号",
                 vec![
@@ -94,14 +107,61 @@ async fn values_are_normalised_and_bad_rows_rejected_with_reasons() {
                     Some("11010519491231002X"),
                 ],
             ),
-            ("姓名", vec![Some("欧阳 明"), Some("李四"), Some("王五"), Some("赵六"), Some("钱七"), Some("孙八")]),
-            ("性别", vec![Some("男"), Some("女"), Some("男"), Some("未知"), Some("男"), Some("")]),
+            (
+                "姓名",
+                vec![
+                    Some("欧阳 明"),
+                    Some("李四"),
+                    Some("王五"),
+                    Some("赵六"),
+                    Some("钱七"),
+                    Some("孙八"),
+                ],
+            ),
+            (
+                "性别",
+                vec![
+                    Some("男"),
+                    Some("女"),
+                    Some("男"),
+                    Some("未知"),
+                    Some("男"),
+                    Some(""),
+                ],
+            ),
             (
                 "出生日期",
-                vec![Some("1949年12月31日"), Some("1949/12/31"), Some("19491231"), Some("1949-12-31"), Some("1949-12-31"), Some("2021-02-30")],
+                vec![
+                    Some("1949年12月31日"),
+                    Some("1949/12/31"),
+                    Some("19491231"),
+                    Some("1949-12-31"),
+                    Some("1949-12-31"),
+                    Some("2021-02-30"),
+                ],
             ),
-            ("电话", vec![Some("+86 138 1234 5678"), None, Some("13812345678"), Some("13812345678"), Some("13812345678"), Some("13812345678")]),
-            ("网格", vec![Some("420106001003007"), Some("420106001003"), Some("420106001003007"), Some("420106001003007"), Some("420106001003007"), Some("4201060010030")]),
+            (
+                "电话",
+                vec![
+                    Some("+86 138 1234 5678"),
+                    None,
+                    Some("13812345678"),
+                    Some("13812345678"),
+                    Some("13812345678"),
+                    Some("13812345678"),
+                ],
+            ),
+            (
+                "网格",
+                vec![
+                    Some("420106001003007"),
+                    Some("420106001003"),
+                    Some("420106001003007"),
+                    Some("420106001003007"),
+                    Some("420106001003007"),
+                    Some("4201060010030"),
+                ],
+            ),
         ],
     );
     let m = mapping("register", "reg", "person", REGISTER_COLUMNS);
@@ -112,7 +172,15 @@ async fn values_are_normalised_and_bad_rows_rejected_with_reasons() {
         compiled
             .accepted()
             .unwrap()
-            .select_columns(&["id_number", "name", "gender", "birth_date", "phone", "area_code", "_source"])
+            .select_columns(&[
+                "id_number",
+                "name",
+                "gender",
+                "birth_date",
+                "phone",
+                "area_code",
+                "_source",
+            ])
             .unwrap(),
     )
     .await;
@@ -120,8 +188,24 @@ async fn values_are_normalised_and_bad_rows_rejected_with_reasons() {
     assert_eq!(
         accepted,
         vec![
-            vec![s("11010519491231002X"), s("欧阳明"), s("male"), s("1949-12-31"), s("13812345678"), s("420106001003007"), s("register")],
-            vec![s("11010519491231002X"), s("李四"), s("female"), s("1949-12-31"), None, s("420106001003"), s("register")],
+            vec![
+                s("11010519491231002X"),
+                s("欧阳明"),
+                s("male"),
+                s("1949-12-31"),
+                s("13812345678"),
+                s("420106001003007"),
+                s("register")
+            ],
+            vec![
+                s("11010519491231002X"),
+                s("李四"),
+                s("female"),
+                s("1949-12-31"),
+                None,
+                s("420106001003"),
+                s("register")
+            ],
         ]
     );
 
@@ -131,14 +215,39 @@ async fn values_are_normalised_and_bad_rows_rejected_with_reasons() {
         .map(|r| (r[3].clone().unwrap(), r[4].clone().unwrap()))
         .collect();
     assert_eq!(by_row.len(), 4, "{rejects:?}");
-    assert!(by_row["3"].starts_with("person_id: ") && by_row["3"].contains("check"), "{}", by_row["3"]);
-    assert!(by_row["3"].contains("id_number: "), "every failing column is listed: {}", by_row["3"]);
-    assert!(by_row["4"].contains("gender: unknown value '未知'"), "{}", by_row["4"]);
+    assert!(
+        by_row["3"].starts_with("person_id: ") && by_row["3"].contains("check"),
+        "{}",
+        by_row["3"]
+    );
+    assert!(
+        by_row["3"].contains("id_number: "),
+        "every failing column is listed: {}",
+        by_row["3"]
+    );
+    assert!(
+        by_row["4"].contains("gender: unknown value '未知'"),
+        "{}",
+        by_row["4"]
+    );
     assert_eq!(by_row["5"], "person_id: missing key value");
-    assert!(by_row["6"].contains("birth_date") && by_row["6"].contains("area_code"), "{}", by_row["6"]);
-    assert!(!by_row["6"].contains("gender"), "an empty cell is no value, not an error: {}", by_row["6"]);
+    assert!(
+        by_row["6"].contains("birth_date") && by_row["6"].contains("area_code"),
+        "{}",
+        by_row["6"]
+    );
+    assert!(
+        !by_row["6"].contains("gender"),
+        "an empty cell is no value, not an error: {}",
+        by_row["6"]
+    );
     // The raw row is kept as JSON.
-    let raw_of_4 = rejects.iter().find(|r| r[3].as_deref() == Some("4")).unwrap()[5].clone().unwrap();
+    let raw_of_4 = rejects
+        .iter()
+        .find(|r| r[3].as_deref() == Some("4"))
+        .unwrap()[5]
+        .clone()
+        .unwrap();
     assert!(raw_of_4.contains("\"性别\":\"未知\""), "{raw_of_4}");
 
     let counts = rows(compiled.counts().unwrap()).await;
@@ -165,27 +274,86 @@ has_elevator = { from = "电梯", normalize = "bool" }
 property_company = { value = "甲物业" }
 "#;
     let m = mapping("pa", "bld", "building", cols);
-    let compiled = compile(&ctx, ctx.table("bld").await.unwrap(), &m, shared_table("building").unwrap(), None).unwrap();
-    let accepted = rows(compiled.accepted().unwrap().select_columns(&["building_id", "floors", "has_elevator", "property_company"]).unwrap()).await;
-    assert_eq!(accepted, vec![vec![Some("B1".into()), Some("6".into()), Some("false".into()), Some("甲物业".into())]]);
+    let compiled = compile(
+        &ctx,
+        ctx.table("bld").await.unwrap(),
+        &m,
+        shared_table("building").unwrap(),
+        None,
+    )
+    .unwrap();
+    let accepted = rows(
+        compiled
+            .accepted()
+            .unwrap()
+            .select_columns(&["building_id", "floors", "has_elevator", "property_company"])
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        accepted,
+        vec![vec![
+            Some("B1".into()),
+            Some("6".into()),
+            Some("false".into()),
+            Some("甲物业".into())
+        ]]
+    );
     let rejects = rows(compiled.rejects().unwrap()).await;
     assert_eq!(rejects.len(), 1);
-    assert_eq!(rejects[0][4].as_deref(), Some("floors: cannot read '六' as Int32"));
+    assert_eq!(
+        rejects[0][4].as_deref(),
+        Some("floors: cannot read '六' as Int32")
+    );
 
     let bad = mapping("pa", "bld", "building", "building_id = { from = \"楼号\" }");
-    let e = compile(&ctx, ctx.table("bld").await.unwrap(), &bad, shared_table("building").unwrap(), None)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("no source column '楼号'") && e.contains("楼栋"), "{e}");
-    let bad = mapping("pa", "bld", "building", "building_id = { from = \"楼栋\" }\nlift = { from = \"电梯\" }");
-    let e = compile(&ctx, ctx.table("bld").await.unwrap(), &bad, shared_table("building").unwrap(), None)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("no column 'lift'") && e.contains("has_elevator"), "{e}");
-    let bad = mapping("pa", "bld", "building", "building_id = { from = \"楼栋\", normalize = \"upper\" }");
-    let e = compile(&ctx, ctx.table("bld").await.unwrap(), &bad, shared_table("building").unwrap(), None)
-        .unwrap_err()
-        .to_string();
+    let e = compile(
+        &ctx,
+        ctx.table("bld").await.unwrap(),
+        &bad,
+        shared_table("building").unwrap(),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("no source column '楼号'") && e.contains("楼栋"),
+        "{e}"
+    );
+    let bad = mapping(
+        "pa",
+        "bld",
+        "building",
+        "building_id = { from = \"楼栋\" }\nlift = { from = \"电梯\" }",
+    );
+    let e = compile(
+        &ctx,
+        ctx.table("bld").await.unwrap(),
+        &bad,
+        shared_table("building").unwrap(),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("no column 'lift'") && e.contains("has_elevator"),
+        "{e}"
+    );
+    let bad = mapping(
+        "pa",
+        "bld",
+        "building",
+        "building_id = { from = \"楼栋\", normalize = \"upper\" }",
+    );
+    let e = compile(
+        &ctx,
+        ctx.table("bld").await.unwrap(),
+        &bad,
+        shared_table("building").unwrap(),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("upper"), "{e}");
 }
 
@@ -243,7 +411,12 @@ phone = { from = "phone", normalize = "phone" }
     assert_eq!(
         got,
         vec![
-            vec![s("110105194912310011"), s("张三"), s("13900000001"), s("property")],
+            vec![
+                s("110105194912310011"),
+                s("张三"),
+                s("13900000001"),
+                s("property")
+            ],
             // name from the city base (first in table precedence), phone from the
             // property company (first for phone), both sources listed.
             vec![s(id), s("欧阳明"), s("13900000000"), s("city,property")],

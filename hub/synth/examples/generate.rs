@@ -4,7 +4,37 @@
 
 use std::time::Instant;
 
-use gridhub_synth::{City, GenerateOptions, NoProgress};
+use std::cell::{Cell, RefCell};
+
+use gridhub_synth::{City, GenerateOptions, Progress};
+
+/// Prints each table's rows and seconds.
+struct Timer {
+    what: RefCell<String>,
+    rows: Cell<u64>,
+    started: Cell<Option<Instant>>,
+}
+
+impl Progress for Timer {
+    fn start(&self, what: &str, total: u64) {
+        *self.what.borrow_mut() = what.to_string();
+        self.rows.set(total);
+        self.started.set(Some(Instant::now()));
+    }
+    fn advance(&self, _n: u64) {}
+    fn finish(&self) {
+        let secs = self
+            .started
+            .get()
+            .map_or(0.0, |t| t.elapsed().as_secs_f64());
+        println!(
+            "{:>10} rows {:>7.2}s  {}",
+            self.rows.get(),
+            secs,
+            self.what.borrow()
+        );
+    }
+}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -23,7 +53,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t0 = Instant::now();
     let city = City::generate(&GenerateOptions { scale, seed });
     let generated = t0.elapsed();
-    let summary = city.write(std::path::Path::new(&dir), &NoProgress)?;
+    let timer = Timer {
+        what: RefCell::new(String::new()),
+        rows: Cell::new(0),
+        started: Cell::new(None),
+    };
+    let summary = city.write(std::path::Path::new(&dir), &timer)?;
     let t_truth = Instant::now();
     let truth = city.truth();
     let truth_time = t_truth.elapsed();

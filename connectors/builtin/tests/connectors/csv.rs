@@ -11,7 +11,11 @@ use crate::support::{Env, field_names, field_types, physical_plan, query, rows};
 fn gbk(text: &str) -> Vec<u8> {
     let (bytes, _, had_errors) = encoding_rs::GBK.encode(text);
     assert!(!had_errors, "test text must be encodable in GBK");
-    assert_ne!(bytes.as_ref(), text.as_bytes(), "GBK bytes differ from UTF-8");
+    assert_ne!(
+        bytes.as_ref(),
+        text.as_bytes(),
+        "GBK bytes differ from UTF-8"
+    );
     bytes.into_owned()
 }
 
@@ -171,8 +175,14 @@ async fn undecodable_byte_names_file_and_offset() {
     let msg = err.to_string();
     assert!(matches!(err, ConnectorError::Io { .. }), "{msg}");
     assert!(msg.contains("broken"), "names the source: {msg}");
-    assert!(msg.contains(&path.display().to_string()), "names the file: {msg}");
-    assert!(msg.contains(&format!("byte offset {offset}")), "names the offset: {msg}");
+    assert!(
+        msg.contains(&path.display().to_string()),
+        "names the file: {msg}"
+    );
+    assert!(
+        msg.contains(&format!("byte offset {offset}")),
+        "names the offset: {msg}"
+    );
     assert!(msg.contains("0xff"), "shows the byte: {msg}");
     // No cache (and no temporary file) is left behind.
     let leftovers: Vec<_> = std::fs::read_dir(env.cache_dir())
@@ -195,13 +205,23 @@ async fn too_many_fields_names_the_line() {
 async fn unwritable_cache_is_reported_as_a_cache_error() {
     let env = Env::new();
     env.write("c.csv", gbk("甲\n1\n"));
-    std::fs::write(env.cache_dir(), b"a file where the cache directory should be").unwrap();
+    std::fs::write(
+        env.cache_dir(),
+        b"a file where the cache directory should be",
+    )
+    .unwrap();
     let source = env.build("csv", "cached", "path = 'c.csv'\nencoding = 'gbk'");
     let err = source.table("c").await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ConnectorError::Source { .. }), "{msg}");
-    assert!(msg.contains("cached") && msg.contains("cannot write the cache"), "{msg}");
-    assert!(msg.contains(&env.cache_dir().display().to_string()), "{msg}");
+    assert!(
+        msg.contains("cached") && msg.contains("cannot write the cache"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&env.cache_dir().display().to_string()),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
@@ -237,8 +257,15 @@ async fn cache_built_with_other_options_is_rebuilt() {
     let env = Env::new();
     env.write("o.csv", gbk("甲;乙\n1;2\n"));
     let comma = env.build("csv", "s", "path = 'o.csv'\nencoding = 'gbk'");
-    assert_eq!(field_names(&comma.table("o").await.unwrap()), ["甲;乙", "_row"]);
-    let semicolon = env.build("csv", "s", "path = 'o.csv'\nencoding = 'gbk'\ndelimiter = ';'");
+    assert_eq!(
+        field_names(&comma.table("o").await.unwrap()),
+        ["甲;乙", "_row"]
+    );
+    let semicolon = env.build(
+        "csv",
+        "s",
+        "path = 'o.csv'\nencoding = 'gbk'\ndelimiter = ';'",
+    );
     assert_eq!(
         field_names(&semicolon.table("o").await.unwrap()),
         ["甲", "乙", "_row"]
@@ -308,7 +335,10 @@ async fn utf8_tables_option_and_quoted_newlines() {
     .await;
     assert_eq!(
         got,
-        rows(&[&[Some("007"), Some("两行\n备注")], &[Some("008"), Some("x")]])
+        rows(&[
+            &[Some("007"), Some("两行\n备注")],
+            &[Some("008"), Some("x")]
+        ])
     );
     assert_eq!(
         query(source.table("beta").await.unwrap(), "SELECT * FROM t").await,
@@ -408,7 +438,9 @@ async fn materialise_gbk_throughput() {
     assert_eq!(report.tables, [("big".to_string(), ROWS as u64)]);
 
     let rows_per_s = ROWS as f64 / elapsed;
-    let cache = std::fs::metadata(env.cache_dir().join("big.parquet")).unwrap().len();
+    let cache = std::fs::metadata(env.cache_dir().join("big.parquet"))
+        .unwrap()
+        .len();
     println!(
         "materialise_gbk_throughput: {ROWS} rows, {:.1} MB GBK in {elapsed:.2} s = {:.0} rows/s \
          ({:.1} MB/s); cache {:.1} MB",
@@ -421,11 +453,17 @@ async fn materialise_gbk_throughput() {
     // The last row is intact.
     let last = query(
         source.table("big").await.unwrap(),
-        &format!(r#"SELECT "序号", "_row" FROM t WHERE "序号" = '{}'"#, ROWS - 1),
+        &format!(
+            r#"SELECT "序号", "_row" FROM t WHERE "序号" = '{}'"#,
+            ROWS - 1
+        ),
     )
     .await;
     assert_eq!(
         last,
-        vec![vec![Some((ROWS - 1).to_string()), Some((ROWS + 1).to_string())]]
+        vec![vec![
+            Some((ROWS - 1).to_string()),
+            Some((ROWS + 1).to_string())
+        ]]
     );
 }

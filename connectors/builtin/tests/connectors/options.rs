@@ -10,15 +10,16 @@ fn kinds() -> Vec<&'static str> {
 
 #[test]
 fn registry_registers_every_enabled_kind() {
-    let mut expected = Vec::new();
-    #[cfg(feature = "csv")]
-    expected.push("csv");
-    #[cfg(feature = "parquet")]
-    expected.push("parquet");
-    #[cfg(feature = "sqlite")]
-    expected.push("sqlite");
-    #[cfg(feature = "xlsx")]
-    expected.push("xlsx");
+    let expected: Vec<&str> = vec![
+        #[cfg(feature = "csv")]
+        "csv",
+        #[cfg(feature = "parquet")]
+        "parquet",
+        #[cfg(feature = "sqlite")]
+        "sqlite",
+        #[cfg(feature = "xlsx")]
+        "xlsx",
+    ];
     assert_eq!(kinds(), expected);
 }
 
@@ -31,7 +32,10 @@ fn unknown_option_names_source_and_key() {
             "src_a",
             "name = 'src_a'\ntype = 'x'\nlabel = 'y'\npath = 'f'\nencodign = 'gbk'",
         );
-        assert!(matches!(err, ConnectorError::InvalidOptions { .. }), "{kind}: {err}");
+        assert!(
+            matches!(err, ConnectorError::InvalidOptions { .. }),
+            "{kind}: {err}"
+        );
         let msg = err.to_string();
         assert!(msg.contains("src_a"), "{kind}: {msg}");
         assert!(msg.contains("encodign"), "{kind}: {msg}");
@@ -75,9 +79,15 @@ fn bad_values_name_the_option() {
     ];
     for (kind, options, word) in cases {
         let err = env.build_err(kind, "src_b", options);
-        assert!(matches!(err, ConnectorError::InvalidOptions { .. }), "{kind}: {err}");
+        assert!(
+            matches!(err, ConnectorError::InvalidOptions { .. }),
+            "{kind}: {err}"
+        );
         let msg = err.to_string();
-        assert!(msg.contains("src_b") && msg.contains(word), "{kind} {options:?}: {msg}");
+        assert!(
+            msg.contains("src_b") && msg.contains(word),
+            "{kind} {options:?}: {msg}"
+        );
     }
 }
 

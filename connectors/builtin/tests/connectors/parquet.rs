@@ -69,7 +69,10 @@ async fn parquet_in_place_with_filter_pushdown() {
         scan.contains("predicate=") && scan.contains("身份证号"),
         "the filter reaches the Parquet scan: {plan}"
     );
-    assert!(scan.contains("pruning_predicate="), "row groups are pruned: {plan}");
+    assert!(
+        scan.contains("pruning_predicate="),
+        "row groups are pruned: {plan}"
+    );
     assert!(!env.cache_dir().exists(), "read in place, no cache");
 
     let count = query(table, r#"SELECT count(*) FROM t WHERE "姓名" IS NULL"#).await;
@@ -90,7 +93,11 @@ async fn parquet_tables_option_and_errors() {
         source.discover().await.unwrap(),
         ["alpha", "broken", "missing"]
     );
-    let got = query(source.table("alpha").await.unwrap(), "SELECT count(*) FROM t").await;
+    let got = query(
+        source.table("alpha").await.unwrap(),
+        "SELECT count(*) FROM t",
+    )
+    .await;
     assert_eq!(got, rows(&[&[Some("10")]]));
 
     let err = source.table("missing").await.unwrap_err();

@@ -70,13 +70,23 @@ async fn chinese_names_and_filter_pushed_into_sqlite() {
         .lines()
         .find(|l| l.contains("SQLiteSqlExec"))
         .unwrap_or_else(|| panic!("no SQLite scan in {plan}"));
-    assert!(scan.contains("WHERE"), "the filter is in the SQL sent to SQLite: {plan}");
+    assert!(
+        scan.contains("WHERE"),
+        "the filter is in the SQL sent to SQLite: {plan}"
+    );
     assert!(scan.contains("身份证号"), "{plan}");
     assert!(scan.contains("010101199002022345"), "{plan}");
-    assert!(!plan.contains("FilterExec"), "nothing left to filter in DataFusion: {plan}");
+    assert!(
+        !plan.contains("FilterExec"),
+        "nothing left to filter in DataFusion: {plan}"
+    );
 
     // A column without declared type mixing numbers and text is read as text.
-    let all = query(table, r#"SELECT "序号", "积分", "备注" FROM t ORDER BY "序号""#).await;
+    let all = query(
+        table,
+        r#"SELECT "序号", "积分", "备注" FROM t ORDER BY "序号""#,
+    )
+    .await;
     assert_eq!(
         all,
         rows(&[
@@ -116,14 +126,58 @@ async fn missing_database_is_an_error_and_not_created() {
     ] {
         assert!(matches!(err, ConnectorError::Io { .. }), "{err}");
         let msg = err.to_string();
-        assert!(msg.contains("gone_db") && msg.contains("data/无.db"), "{msg}");
+        assert!(
+            msg.contains("gone_db") && msg.contains("data/无.db"),
+            "{msg}"
+        );
     }
     assert!(matches!(source.health().await, Health::Unavailable(w) if w.contains("无.db")));
-    assert!(!env.path("data/无.db").exists(), "SQLite must not create the file");
+    assert!(
+        !env.path("data/无.db").exists(),
+        "SQLite must not create the file"
+    );
     assert!(!env.path("data").exists());
 
     env.write("junk.db", b"this is not a database at all, just text......");
     let junk = env.build("sqlite", "junk", "path = 'junk.db'");
     assert!(matches!(junk.health().await, Health::Unavailable(_)));
-    assert!(junk.discover().await.unwrap_err().to_string().contains("junk.db"));
+    assert!(
+        junk.discover()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("junk.db")
+    );
+}
+
+#[tokio::test]
+async fn count_star_and_functions_in_filters() {
+    let env = Env::new();
+    create_db(&env.path("c.db"));
+    let source = env.build("sqlite", "c", "path = 'c.db'");
+    for table in ["居民", "房屋"] {
+        let provider = source.table(table).await.unwrap();
+        // An empty projection still counts rows.
+        let want = if table == "居民" { "3" } else { "2" };
+        assert_eq!(
+            query(provider, "SELECT count(*) FROM t").await,
+            rows(&[&[Some(want)]])
+        );
+    }
+    // A filter with a function stays in DataFusion (SQLite's functions differ or are
+    // missing); plain comparisons next to it still reach SQLite.
+    let provider = source.table("居民").await.unwrap();
+    let sql = r#"SELECT "姓名" FROM t WHERE character_length("身份证号") = 18 AND "序号" >= 2"#;
+    assert_eq!(
+        query(provider.clone(), sql).await,
+        rows(&[&[Some("司马光")], &[None]])
+    );
+    let plan = physical_plan(provider, sql).await;
+    assert!(
+        plan.contains("FilterExec") && plan.contains("character_length"),
+        "{plan}"
+    );
+    let scan = plan.lines().find(|l| l.contains("SQLiteSqlExec")).unwrap();
+    assert!(scan.contains("WHERE") && scan.contains(">= 2"), "{plan}");
+    assert!(!scan.contains("length"), "{plan}");
 }

@@ -19,9 +19,18 @@ fn write_workbook(path: &Path) {
 
     let sheet = workbook.add_worksheet();
     sheet.set_name("居民").unwrap();
-    for (c, h) in ["身份证号", "姓名", "出生日期", "登记时间", "编号", "备注", "", "姓名"]
-        .iter()
-        .enumerate()
+    for (c, h) in [
+        "身份证号",
+        "姓名",
+        "出生日期",
+        "登记时间",
+        "编号",
+        "备注",
+        "",
+        "姓名",
+    ]
+    .iter()
+    .enumerate()
     {
         if !h.is_empty() {
             sheet.write_string(0, c as u16, *h).unwrap();
@@ -73,7 +82,11 @@ fn write_workbook(path: &Path) {
 async fn workbook_reads_back_as_specified() {
     let env = Env::new();
     write_workbook(&env.path("户籍.xlsx"));
-    let source = env.build("xlsx", "hukou", "name = 'hukou'\ntype = 'xlsx'\npath = '户籍.xlsx'");
+    let source = env.build(
+        "xlsx",
+        "hukou",
+        "name = 'hukou'\ntype = 'xlsx'\npath = '户籍.xlsx'",
+    );
     assert!(source.is_materialised());
     assert_eq!(source.discover().await.unwrap(), ["居民", "统计"]);
 
@@ -81,7 +94,14 @@ async fn workbook_reads_back_as_specified() {
     assert_eq!(
         field_names(&table),
         [
-            "身份证号", "姓名", "出生日期", "登记时间", "编号", "备注", "column_7", "姓名_2",
+            "身份证号",
+            "姓名",
+            "出生日期",
+            "登记时间",
+            "编号",
+            "备注",
+            "column_7",
+            "姓名_2",
             "_row"
         ]
     );
@@ -147,17 +167,33 @@ async fn header_row_and_tables_option() {
 async fn missing_sheet_and_missing_workbook() {
     let env = Env::new();
     write_workbook(&env.path("book.xlsx"));
-    let source = env.build("xlsx", "wb", "path = 'book.xlsx'\ntables = { x = '不存在' }");
+    let source = env.build(
+        "xlsx",
+        "wb",
+        "path = 'book.xlsx'\ntables = { x = '不存在' }",
+    );
     let msg = source.table("x").await.unwrap_err().to_string();
-    assert!(msg.contains("wb") && msg.contains("不存在") && msg.contains("book.xlsx"), "{msg}");
+    assert!(
+        msg.contains("wb") && msg.contains("不存在") && msg.contains("book.xlsx"),
+        "{msg}"
+    );
 
     let gone = env.build("xlsx", "gone_src", "path = 'gone.xlsx'");
     let err = gone.discover().await.unwrap_err();
     assert!(matches!(err, ConnectorError::Io { .. }), "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("gone_src") && msg.contains("gone.xlsx"), "{msg}");
+    assert!(
+        msg.contains("gone_src") && msg.contains("gone.xlsx"),
+        "{msg}"
+    );
     assert!(matches!(gone.health().await, Health::Unavailable(w) if w.contains("gone.xlsx")));
-    assert!(gone.refresh().await.unwrap_err().to_string().contains("gone.xlsx"));
+    assert!(
+        gone.refresh()
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("gone.xlsx")
+    );
 
     env.write("junk.xlsx", b"not a zip file");
     let junk = env.build("xlsx", "junk", "path = 'junk.xlsx'");
@@ -181,17 +217,26 @@ async fn refresh_rebuilds_after_workbook_changes() {
     let source = env.build("xlsx", "s", "path = 'r.xlsx'");
     assert_eq!(source.last_refresh(), None);
     let table = source.table("名单").await.unwrap();
-    assert_eq!(query(table, "SELECT * FROM t").await[0][0].as_deref(), Some("欧阳明"));
+    assert_eq!(
+        query(table, "SELECT * FROM t").await[0][0].as_deref(),
+        Some("欧阳明")
+    );
     let first = source.last_refresh().unwrap();
 
     std::thread::sleep(Duration::from_millis(20));
     write("诸葛亮");
     let stale = source.table("名单").await.unwrap();
-    assert_eq!(query(stale, "SELECT * FROM t").await[0][0].as_deref(), Some("欧阳明"));
+    assert_eq!(
+        query(stale, "SELECT * FROM t").await[0][0].as_deref(),
+        Some("欧阳明")
+    );
 
     let report = source.refresh().await.unwrap();
     assert_eq!(report.tables, [("名单".to_string(), 1)]);
     assert!(source.last_refresh().unwrap() > first);
     let fresh = source.table("名单").await.unwrap();
-    assert_eq!(query(fresh, "SELECT * FROM t").await[0][0].as_deref(), Some("诸葛亮"));
+    assert_eq!(
+        query(fresh, "SELECT * FROM t").await[0][0].as_deref(),
+        Some("诸葛亮")
+    );
 }
