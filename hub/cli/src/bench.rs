@@ -134,7 +134,7 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     ));
 
     // 3. GBK CSV: rebuild the cache and map every row, against parsing UTF-8 CSV.
-    let gbk_rows: u64 = {
+    {
         let started = Instant::now();
         let refreshed = hub
             .refresh(&["property_a".to_string()], &NoProgress)
@@ -172,8 +172,7 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
                 rate(rows, decode + map)
             ),
         ));
-        rows
-    };
+    }
     let peer = utf8_csv_peer(&hub, dir).await?;
     if let Some((rows, d)) = peer {
         report.push((
@@ -185,7 +184,6 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
             ),
         ));
     }
-    let _ = gbk_rows;
 
     // 4. Load: every mapping over every source row, and every shared table merged.
     let hub = Hub::open_path(&config).await.map_err(|e| e.to_string())?;

@@ -459,17 +459,10 @@ impl Hub {
                 .count()
                 .await
                 .map_err(|e| self.describe(e))? as u64;
-            let mut sources: Vec<String> = self
-                .mappings
-                .iter()
-                .filter(|m| m.target.name == def.name)
-                .map(|m| m.source.clone())
-                .collect();
-            sources.dedup();
             shared.push(SharedTableCount {
                 table: def.name.to_string(),
                 rows,
-                sources,
+                sources: self.sources_of(def.name),
                 loaded_at,
             });
         }
@@ -478,6 +471,17 @@ impl Hub {
         self.register_system_tables()?;
         progress.finish();
         Ok(LoadSummary { stats, shared })
+    }
+
+    /// The sources mapped into a shared table, each once, in config order.
+    pub fn sources_of(&self, table: &str) -> Vec<String> {
+        let mut sources: Vec<String> = Vec::new();
+        for m in self.mappings.iter().filter(|m| m.target.name == table) {
+            if !sources.contains(&m.source) {
+                sources.push(m.source.clone());
+            }
+        }
+        sources
     }
 
     /// Which source column feeds which shared column, from the config.

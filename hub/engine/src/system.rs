@@ -152,16 +152,7 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
             ),
             utf8(
                 defs.iter()
-                    .map(|d| {
-                        let mut s: Vec<String> = hub
-                            .mappings()
-                            .iter()
-                            .filter(|m| m.target.name == d.name)
-                            .map(|m| m.source.clone())
-                            .collect();
-                        s.dedup();
-                        Some(s.join(","))
-                    })
+                    .map(|d| Some(hub.sources_of(d.name).join(",")))
                     .collect(),
             ),
             timestamps(

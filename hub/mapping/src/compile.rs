@@ -19,7 +19,7 @@ use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::execution::FunctionRegistry;
 use datafusion::functions::expr_fn::{btrim, concat, concat_ws, nullif};
 use datafusion::functions_aggregate::expr_fn::count;
-use datafusion::logical_expr::{ExprSchemable, cast, try_cast, when};
+use datafusion::logical_expr::{ExprFunctionExt, ExprSchemable, cast, try_cast, when};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, lit};
 use gridhub_catalog::TableDef;
 use gridhub_catalog::model::{SOURCE_COLUMN, UPDATED_AT_COLUMN};
@@ -89,16 +89,15 @@ impl CompiledMapping {
     /// One row: `accepted`, `rejected` — both counted in a single scan of the source.
     pub fn counts(&self) -> Result<DataFrame> {
         let rejected = col_ref(ERR).is_not_null();
+        let count_where = |predicate: Expr| count(lit(1)).filter(predicate).build();
+        let accepted =
+            count_where(Expr::Not(Box::new(rejected.clone()))).map_err(|e| self.plan_error(e))?;
+        let rejected = count_where(rejected).map_err(|e| self.plan_error(e))?;
         self.checked
             .clone()
             .aggregate(
                 vec![],
-                vec![
-                    count(lit(1))
-                        .filter_if_not(rejected.clone())
-                        .alias("accepted"),
-                    count(lit(1)).filter_if(rejected).alias("rejected"),
-                ],
+                vec![accepted.alias("accepted"), rejected.alias("rejected")],
             )
             .map_err(|e| self.plan_error(e))
     }
@@ -121,22 +120,6 @@ pub fn rejects_columns() -> [&'static str; 6] {
         "reason",
         "raw",
     ]
-}
-
-/// Build the aggregate filter helpers without pulling the builder trait everywhere.
-trait AggregateFilter {
-    fn filter_if(self, predicate: Expr) -> Expr;
-    fn filter_if_not(self, predicate: Expr) -> Expr;
-}
-
-impl AggregateFilter for Expr {
-    fn filter_if(self, predicate: Expr) -> Expr {
-        use datafusion::logical_expr::ExprFunctionExt;
-        self.clone().filter(predicate).build().unwrap_or(self)
-    }
-    fn filter_if_not(self, predicate: Expr) -> Expr {
-        self.filter_if(Expr::Not(Box::new(predicate)))
-    }
 }
 
 /// A column reference by exact name (source names may contain any character).
