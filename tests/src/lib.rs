@@ -81,6 +81,14 @@ pub async fn query(hub: &Hub, sql: &str) -> Vec<Vec<Option<String>>> {
     rows(&batches)
 }
 
+/// The error a query fails with, as the user reads it.
+pub async fn query_error(hub: &Hub, sql: &str) -> String {
+    match hub.query(sql).await {
+        Ok(_) => panic!("{sql}\nsucceeded, expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
 /// A single integer answer.
 pub async fn scalar_i64(hub: &Hub, sql: &str) -> i64 {
     let r = query(hub, sql).await;

@@ -2,7 +2,7 @@
 //! a broken source, and errors a user can act on.
 
 use gridhub_engine::{Hub, NoProgress};
-use gridhub_tests::{TestCity, query, scalar_i64};
+use gridhub_tests::{TestCity, query, query_error, scalar_i64};
 
 const SCALE: usize = 2_000;
 
@@ -153,11 +153,7 @@ async fn a_broken_source_is_named_and_the_rest_keeps_working() {
         "{health}"
     );
 
-    let err = hub
-        .query("SELECT count(*) FROM building")
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = query_error(&hub, "SELECT count(*) FROM building").await;
     assert!(
         err.contains("property_b"),
         "the error names the source: {err}"
@@ -171,30 +167,18 @@ async fn a_broken_source_is_named_and_the_rest_keeps_working() {
 async fn errors_are_one_clear_sentence() {
     let city = TestCity::generate(SCALE);
     let hub = Hub::open_path(&city.config()).await.unwrap();
-    let e = hub
-        .query("SELECT * FROM persons")
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = query_error(&hub, "SELECT * FROM persons").await;
     assert!(e.starts_with("unknown table 'persons'"), "{e}");
     assert!(
         e.contains("person,") && e.contains("src_property_a.住户"),
         "lists known tables: {e}"
     );
 
-    let e = hub
-        .query("SELEC * FROM person")
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = query_error(&hub, "SELEC * FROM person").await;
     assert!(e.starts_with("SQL error"), "{e}");
     assert!(e.contains("Line: 1, Column: 1"), "says where: {e}");
 
-    let e = hub
-        .query("SELECT nope FROM person")
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = query_error(&hub, "SELECT nope FROM person").await;
     assert!(e.contains("nope"), "{e}");
 
     let e = Hub::open_path(&city.dir.path().join("missing.toml"))

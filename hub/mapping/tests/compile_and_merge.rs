@@ -62,6 +62,20 @@ async fn rows(df: datafusion::prelude::DataFrame) -> Vec<Vec<Option<String>>> {
     out
 }
 
+/// The error of compiling `columns` as a mapping of table `bld` into `building`.
+async fn building_compile_error(ctx: &SessionContext, columns: &str) -> String {
+    let bad = mapping("pa", "bld", "building", columns);
+    compile(
+        ctx,
+        ctx.table("bld").await.unwrap(),
+        &bad,
+        shared_table("building").unwrap(),
+        None,
+    )
+    .unwrap_err()
+    .to_string()
+}
+
 fn register_context() -> SessionContext {
     let ctx = SessionContext::new();
     gridhub_normalize::register_all(&ctx, KEY);
@@ -306,54 +320,25 @@ property_company = { value = "甲物业" }
         Some("floors: cannot read '六' as Int32")
     );
 
-    let bad = mapping("pa", "bld", "building", "building_id = { from = \"楼号\" }");
-    let e = compile(
-        &ctx,
-        ctx.table("bld").await.unwrap(),
-        &bad,
-        shared_table("building").unwrap(),
-        None,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = building_compile_error(&ctx, "building_id = { from = \"楼号\" }").await;
     assert!(
         e.contains("no source column '楼号'") && e.contains("楼栋"),
         "{e}"
     );
-    let bad = mapping(
-        "pa",
-        "bld",
-        "building",
-        "building_id = { from = \"楼栋\" }\nlift = { from = \"电梯\" }",
-    );
-    let e = compile(
+    let e = building_compile_error(
         &ctx,
-        ctx.table("bld").await.unwrap(),
-        &bad,
-        shared_table("building").unwrap(),
-        None,
+        "building_id = { from = \"楼栋\" }\nlift = { from = \"电梯\" }",
     )
-    .unwrap_err()
-    .to_string();
+    .await;
     assert!(
         e.contains("no column 'lift'") && e.contains("has_elevator"),
         "{e}"
     );
-    let bad = mapping(
-        "pa",
-        "bld",
-        "building",
-        "building_id = { from = \"楼栋\", normalize = \"upper\" }",
-    );
-    let e = compile(
+    let e = building_compile_error(
         &ctx,
-        ctx.table("bld").await.unwrap(),
-        &bad,
-        shared_table("building").unwrap(),
-        None,
+        "building_id = { from = \"楼栋\", normalize = \"upper\" }",
     )
-    .unwrap_err()
-    .to_string();
+    .await;
     assert!(e.contains("upper"), "{e}");
 }
 
