@@ -19,11 +19,12 @@ async fn physical_plan(hub: &Hub, sql: &str) -> String {
 async fn a_filter_on_a_shared_table_reaches_the_parquet_scan() {
     let city = TestCity::generate(SCALE);
     let hub = city.hub().await;
-    // health_record comes from one Parquet source: the filter on area_code must be a
-    // predicate of the Parquet scan itself, not only a FilterExec above it.
+    // health_record comes from one Parquet source: through the live view, the filter on
+    // area_code must be a predicate of the source's Parquet scan itself, not only a
+    // FilterExec above it.
     let plan = physical_plan(
         &hub,
-        "SELECT count(*) FROM health_record WHERE area_code LIKE '420106%'",
+        "SELECT count(*) FROM live.health_record WHERE area_code LIKE '420106%'",
     )
     .await;
     let scan = plan
@@ -48,7 +49,7 @@ async fn a_filter_on_a_shared_table_reaches_the_sqlite_query() {
     let id = some_event[0][0].clone().unwrap();
     let plan = physical_plan(
         &hub,
-        &format!("SELECT category FROM event WHERE event_id = '{id}'"),
+        &format!("SELECT category FROM live.event WHERE event_id = '{id}'"),
     )
     .await;
     let scan = plan
@@ -153,14 +154,110 @@ async fn a_broken_source_is_named_and_the_rest_keeps_working() {
         "{health}"
     );
 
+    // Read live, the table it feeds fails with an error naming it.
+    let err = query_error(&hub, "SELECT count(*) FROM live.building").await;
+    assert!(
+        err.contains("property_b"),
+        "the error names the source: {err}"
+    );
+    // The snapshot of the last load still answers, and the catalog says where it is from.
+    let buildings = scalar_i64(&hub, "SELECT count(*) FROM building").await;
+    assert_eq!(buildings as u64, city.truth.shared_rows["building"]);
+    let served = query(
+        &hub,
+        "SELECT served_from, snapshot_at IS NOT NULL FROM system.tables WHERE name = 'building'",
+    )
+    .await;
+    assert_eq!(served[0], [Some("snapshot".into()), Some("true".into())]);
+    // Tables that do not depend on it answer live too.
+    let events = scalar_i64(&hub, "SELECT count(*) FROM live.event").await;
+    assert_eq!(events as u64, city.truth.shared_rows["event"]);
+}
+
+#[tokio::test]
+async fn a_source_down_before_any_load_fails_its_shared_tables_by_name() {
+    let city = TestCity::generate(SCALE);
+    std::fs::remove_file(city.dir.path().join("property_b.xlsx")).unwrap();
+    let hub = Hub::open_path(&city.config()).await.unwrap();
     let err = query_error(&hub, "SELECT count(*) FROM building").await;
     assert!(
         err.contains("property_b"),
         "the error names the source: {err}"
     );
-    // Tables that do not depend on it still answer.
     let events = scalar_i64(&hub, "SELECT count(*) FROM event").await;
     assert_eq!(events as u64, city.truth.shared_rows["event"]);
+}
+
+/// Where the shared tables fed by a source are served from, distinct.
+async fn served_from(hub: &Hub) -> Vec<String> {
+    query(
+        hub,
+        "SELECT DISTINCT served_from FROM system.tables WHERE sources <> ''",
+    )
+    .await
+    .into_iter()
+    .map(|r| r[0].clone().unwrap())
+    .collect()
+}
+
+/// Rows in one of `a` / `b` and not the other (as multisets).
+async fn difference(hub: &Hub, a: &str, b: &str) -> i64 {
+    scalar_i64(
+        hub,
+        &format!(
+            "SELECT (SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b})) \
+                  + (SELECT count(*) FROM (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}))"
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn shared_tables_are_served_from_the_load_snapshot_equal_to_the_live_views() {
+    let city = TestCity::generate(SCALE);
+    // Before the first load every table is the live view.
+    let hub = Hub::open_path(&city.config()).await.unwrap();
+    assert_eq!(served_from(&hub).await, ["live"]);
+    hub.load(&NoProgress).await.unwrap();
+    assert_eq!(served_from(&hub).await, ["snapshot"]);
+
+    // Every table and the rejects hold exactly what the live views compute.
+    let mut tables: Vec<&str> = gridhub_catalog::shared_tables()
+        .iter()
+        .map(|t| t.name)
+        .collect();
+    tables.push("_rejects");
+    for t in &tables {
+        assert_eq!(difference(&hub, t, &format!("live.{t}")).await, 0, "{t}");
+    }
+    let plan = physical_plan(&hub, "SELECT count(*) FROM person WHERE gender = 'F'").await;
+    assert!(
+        plan.contains("snapshots"),
+        "person is read from its snapshot:\n{plan}"
+    );
+
+    // A new hub over the same config serves the snapshot without loading …
+    let reopened = Hub::open_path(&city.config()).await.unwrap();
+    assert_eq!(served_from(&reopened).await, ["snapshot"]);
+    // … and a hub whose mappings would give other values (another pseudonym key) does not.
+    let text = std::fs::read_to_string(city.config()).unwrap();
+    let other = city.dir.path().join("other-key.toml");
+    std::fs::write(
+        &other,
+        text.replace(
+            gridhub_synth::DEMO_PSEUDONYM_KEY,
+            "another-key-of-at-least-16-chars",
+        ),
+    )
+    .unwrap();
+    let other_hub = Hub::open_path(&other).await.unwrap();
+    assert_eq!(served_from(&other_hub).await, ["live"]);
+    assert!(difference(&other_hub, "person", "live.person").await == 0);
+    assert_ne!(
+        query(&other_hub, "SELECT min(person_id) FROM person").await,
+        query(&reopened, "SELECT min(person_id) FROM person").await,
+        "the other key gives other pseudonyms, so the first hub's snapshot must not be served"
+    );
 }
 
 #[tokio::test]

@@ -20,6 +20,9 @@ pub struct HubSection {
     pub pseudonym_key: Option<String>,
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Serve shared tables from the snapshot of the last load (default true).
+    #[serde(default)]
+    pub snapshots: Option<bool>,
 }
 
 /// The config file as written.
@@ -53,6 +56,8 @@ pub struct HubConfig {
     pub state_dir: PathBuf,
     pub pseudonym_key: String,
     pub batch_size: usize,
+    /// Serve `public.*` from snapshots written by each load (false: always the live views).
+    pub snapshots: bool,
     pub sources: Vec<SourceConfig>,
     pub tables: Vec<TablePrecedence>,
     pub mappings: Vec<MappingConfig>,
@@ -65,6 +70,7 @@ const DEFAULT_BATCH_SIZE: usize = 8192;
 pub const ENV_STATE_DIR: &str = "GRIDHUB_STATE_DIR";
 pub const ENV_PSEUDONYM_KEY: &str = "GRIDHUB_PSEUDONYM_KEY";
 pub const ENV_BATCH_SIZE: &str = "GRIDHUB_BATCH_SIZE";
+pub const ENV_SNAPSHOTS: &str = "GRIDHUB_SNAPSHOTS";
 
 impl HubConfig {
     /// Read and validate the config file at `path`, layering the environment under it.
@@ -95,6 +101,7 @@ impl HubConfig {
             state_dir: None,
             pseudonym_key: None,
             batch_size: None,
+            snapshots: None,
         });
         let base = path
             .parent()
@@ -136,6 +143,19 @@ impl HubConfig {
         if batch_size == 0 {
             return Err(err("batch_size must be positive".into()));
         }
+        let snapshots = match hub.snapshots {
+            Some(b) => b,
+            None => match env(ENV_SNAPSHOTS).as_deref() {
+                None => true,
+                Some("1" | "true" | "yes") => true,
+                Some("0" | "false" | "no") => false,
+                Some(v) => {
+                    return Err(err(format!(
+                        "{ENV_SNAPSHOTS}={v} is not a boolean (true or false)"
+                    )));
+                }
+            },
+        };
 
         let mut sources = Vec::new();
         let mut names = BTreeSet::new();
@@ -218,6 +238,7 @@ impl HubConfig {
             state_dir,
             pseudonym_key,
             batch_size,
+            snapshots,
             sources,
             tables: file.tables,
             mappings: file.mappings,

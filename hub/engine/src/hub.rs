@@ -3,10 +3,13 @@
 //! Opening a hub builds each source's connector and registers its raw tables under
 //! `src_<source>`, compiles every mapping into a view over the raw table, merges the views
 //! of each shared table by key, and registers `_rejects` and the `system.*` catalog tables.
-//! Shared tables are *views*: queries are planned through them down to the source scans.
+//! Every shared table exists twice: `live.<table>` is a view planned through the mappings
+//! down to the source scans (filters and projections push into them), and `public.<table>`
+//! is what queries name by default — the table's snapshot written by the last load (see
+//! [`crate::snapshot`]), or the live view while there is no valid snapshot.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
@@ -27,12 +30,15 @@ use gridhub_mapping::{CompiledMapping, compile, merge, rejects_columns};
 
 use crate::config::HubConfig;
 use crate::error::{EngineError, Result};
+use crate::snapshot::{self, SnapshotSet, SnapshotWriter};
 use crate::unavailable::UnavailableTable;
 
 /// The catalog the hub registers everything in.
 pub const CATALOG: &str = "gridhub";
 /// Schema of the shared tables and `_rejects`.
 pub const SHARED_SCHEMA: &str = "public";
+/// Schema of the live views of the shared tables and `_rejects`.
+pub const LIVE_SCHEMA: &str = "live";
 /// Schema of the catalog's system tables.
 pub const SYSTEM_SCHEMA: &str = "system";
 /// Name of the table of rejected rows.
@@ -95,6 +101,10 @@ pub struct Hub {
     store: CatalogStore,
     sources: Vec<SourceState>,
     mappings: Vec<CompiledMapping>,
+    /// The live view of each shared table and `_rejects`.
+    live: BTreeMap<String, Arc<dyn TableProvider>>,
+    /// The snapshot set `public.*` is served from, if any.
+    snapshot: Mutex<Option<SnapshotSet>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -206,14 +216,26 @@ impl Hub {
             mappings.push(compile(&ctx, raw, m, target, loaded_at)?);
         }
 
-        let hub = Self {
+        let mut hub = Self {
             config,
             ctx,
             store,
             sources,
             mappings,
+            live: BTreeMap::new(),
+            snapshot: Mutex::new(None),
         };
-        hub.register_shared_tables(&broken)?;
+        hub.live = hub.live_tables(&broken)?;
+        hub.register_schema(LIVE_SCHEMA)?;
+        for (name, table) in &hub.live {
+            hub.register(LIVE_SCHEMA, name, table.clone())?;
+        }
+        let current = if hub.config.snapshots {
+            snapshot::current(&hub.config)
+        } else {
+            None
+        };
+        hub.serve(current).await?;
         hub.register_system_tables()?;
         Ok(hub)
     }
@@ -252,7 +274,46 @@ impl Hub {
             })
     }
 
-    fn register_shared_tables(&self, broken: &BTreeMap<&str, Vec<String>>) -> Result<()> {
+    fn register_schema(&self, name: &str) -> Result<()> {
+        let catalog = self.ctx.catalog(CATALOG).expect("default catalog");
+        if catalog.schema(name).is_none() {
+            catalog
+                .register_schema(name, Arc::new(MemorySchemaProvider::new()))
+                .map_err(|e| EngineError::Query {
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Serve `public.*` from a snapshot set (each table it holds) and the live views (the
+    /// rest, or everything when there is no set).
+    async fn serve(&self, set: Option<SnapshotSet>) -> Result<()> {
+        for (name, live) in &self.live {
+            let table = match set.as_ref().and_then(|s| s.file(name)) {
+                Some(file) => snapshot::provider(&file, live.schema())?,
+                None => live.clone(),
+            };
+            self.ctx
+                .deregister_table(TableReference::partial(SHARED_SCHEMA, name.as_str()))
+                .ok();
+            self.register(SHARED_SCHEMA, name, table)?;
+        }
+        *self.snapshot.lock().expect("snapshot lock") = set;
+        Ok(())
+    }
+
+    /// The snapshot set `public.*` is served from, if any.
+    pub fn snapshot(&self) -> Option<SnapshotSet> {
+        self.snapshot.lock().expect("snapshot lock").clone()
+    }
+
+    /// The live view of every shared table and of `_rejects`.
+    fn live_tables(
+        &self,
+        broken: &BTreeMap<&str, Vec<String>>,
+    ) -> Result<BTreeMap<String, Arc<dyn TableProvider>>> {
+        let mut out = BTreeMap::new();
         for def in shared_tables() {
             let table: Arc<dyn TableProvider> = if let Some(why) = broken.get(def.name) {
                 Arc::new(UnavailableTable::new(
@@ -277,7 +338,7 @@ impl Hub {
                     view(merged)
                 }
             };
-            self.register(SHARED_SCHEMA, def.name, table)?;
+            out.insert(def.name.to_string(), table);
         }
 
         let mut rejects: Option<DataFrame> = None;
@@ -294,25 +355,13 @@ impl Hub {
             Some(df) => view(df),
             None => Arc::new(empty_table(rejects_schema())?),
         };
-        self.register(SHARED_SCHEMA, REJECTS_TABLE, rejects)
+        out.insert(REJECTS_TABLE.to_string(), rejects);
+        Ok(out)
     }
 
     /// (Re)build the `system.*` tables from the catalog store and the live source state.
     fn register_system_tables(&self) -> Result<()> {
-        if self
-            .ctx
-            .catalog(CATALOG)
-            .and_then(|c| c.schema(SYSTEM_SCHEMA))
-            .is_none()
-        {
-            self.ctx
-                .catalog(CATALOG)
-                .expect("default catalog")
-                .register_schema(SYSTEM_SCHEMA, Arc::new(MemorySchemaProvider::new()))
-                .map_err(|e| EngineError::Query {
-                    message: e.to_string(),
-                })?;
-        }
+        self.register_schema(SYSTEM_SCHEMA)?;
         for (name, batch) in crate::system::tables(self)? {
             let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| {
                 EngineError::Query {
@@ -448,23 +497,39 @@ impl Hub {
                 loaded_at,
             });
         }
+        // Snapshot every table fed by a source (and `_rejects`), counting rows as written.
+        let mut writer = if self.config.snapshots {
+            Some(SnapshotWriter::new(&self.config, loaded_at)?)
+        } else {
+            None
+        };
         let mut shared = Vec::new();
         for def in shared_with_sources {
             progress.step(def.name);
-            let rows = self
+            let live = self
                 .ctx
-                .table(TableReference::partial(SHARED_SCHEMA, def.name))
+                .table(TableReference::partial(LIVE_SCHEMA, def.name))
                 .await
-                .map_err(|e| self.describe(e))?
-                .count()
-                .await
-                .map_err(|e| self.describe(e))? as u64;
+                .map_err(|e| self.describe(e))?;
+            let rows = match writer.as_mut() {
+                Some(w) => w.write(def.name, live).await?,
+                None => live.count().await.map_err(|e| self.describe(e))? as u64,
+            };
             shared.push(SharedTableCount {
                 table: def.name.to_string(),
                 rows,
                 sources: self.sources_of(def.name),
                 loaded_at,
             });
+        }
+        if let Some(mut w) = writer {
+            let rejects = self
+                .ctx
+                .table(TableReference::partial(LIVE_SCHEMA, REJECTS_TABLE))
+                .await
+                .map_err(|e| self.describe(e))?;
+            w.write(REJECTS_TABLE, rejects).await?;
+            self.serve(Some(w.commit()?)).await?;
         }
         self.store.replace_load(&stats, &shared)?;
         self.store.replace_lineage(&self.lineage())?;
@@ -520,6 +585,9 @@ impl Hub {
     pub fn table_names(&self) -> Vec<String> {
         let mut names: Vec<String> = shared_tables().iter().map(|t| t.name.to_string()).collect();
         names.push(REJECTS_TABLE.to_string());
+        for t in self.live.keys() {
+            names.push(format!("{LIVE_SCHEMA}.{t}"));
+        }
         for s in &self.sources {
             for t in &s.tables {
                 names.push(format!("{}.{t}", source_schema(&s.name)));

@@ -2,22 +2,25 @@
 //! compiles the mappings into views over the raw tables, merges them into the shared
 //! tables, and answers SQL with DataFusion.
 //!
-//! How a query flows: `Hub::sql` plans the SQL in one DataFusion session. Shared tables are
-//! views (merge over mapped projections over raw scans), so the optimizer sees the whole
-//! plan and pushes filters and projections into the Parquet and SQLite scans. Raw tables stay
+//! How a query flows: `Hub::sql` plans the SQL in one DataFusion session. `public.<table>`
+//! is the shared table's snapshot from the last load (Parquet, see [`snapshot`]);
+//! `live.<table>` is the view (merge over mapped projections over raw scans), where the
+//! optimizer sees the whole plan and pushes filters and projections into the Parquet and
+//! SQLite scans. Raw tables stay
 //! queryable as `src_<source>.<table>`, rejected rows as `_rejects`, the catalog as
 //! `system.*`.
 
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod snapshot;
 pub mod system;
 mod unavailable;
 
 pub use config::{HubConfig, SourceConfig};
 pub use error::{EngineError, Result};
 pub use hub::{
-    Hub, LoadSummary, NoProgress, Progress, REJECTS_TABLE, SHARED_SCHEMA, SYSTEM_SCHEMA,
-    SourceState, rejects_schema, source_schema,
+    Hub, LIVE_SCHEMA, LoadSummary, NoProgress, Progress, REJECTS_TABLE, SHARED_SCHEMA,
+    SYSTEM_SCHEMA, SourceState, rejects_schema, source_schema,
 };
 pub use system::TABLES as SYSTEM_TABLES;

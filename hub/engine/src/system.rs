@@ -21,7 +21,7 @@ pub const TABLES: [(&str, &str); 6] = [
     ),
     (
         "tables",
-        "shared tables: label, key, rows after merging, contributing sources",
+        "shared tables: label, key, rows after merging, contributing sources, snapshot served",
     ),
     (
         "columns",
@@ -130,6 +130,7 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
     )?;
 
     let counts = store.shared_counts()?;
+    let snapshot = hub.snapshot();
     let defs = shared_tables();
     let count_of = |name: &str| counts.iter().find(|c| c.table == name);
     let tables = batch(
@@ -140,6 +141,8 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
             ("rows", Int64),
             ("sources", Utf8),
             ("loaded_at", ts_type()),
+            ("served_from", Utf8),
+            ("snapshot_at", ts_type()),
         ],
         vec![
             utf8(defs.iter().map(|d| Some(d.name.to_string())).collect()),
@@ -158,6 +161,24 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
             timestamps(
                 defs.iter()
                     .map(|d| count_of(d.name).map(|c| c.loaded_at))
+                    .collect(),
+            ),
+            utf8(
+                defs.iter()
+                    .map(|d| {
+                        let served = snapshot.as_ref().and_then(|s| s.file(d.name)).is_some();
+                        Some(if served { "snapshot" } else { "live" }.to_string())
+                    })
+                    .collect(),
+            ),
+            timestamps(
+                defs.iter()
+                    .map(|d| {
+                        snapshot
+                            .as_ref()
+                            .filter(|s| s.file(d.name).is_some())
+                            .map(|s| s.manifest.built_at)
+                    })
                     .collect(),
             ),
         ],

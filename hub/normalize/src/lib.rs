@@ -37,7 +37,9 @@
 //! [`register_all`] registers, for each [`Normalizer`], `gh_<name>(x)` (one argument of any
 //! type, cast to text; returns the normalised value or NULL), plus
 //! `gh_check('normaliser', x)` (the reason or NULL) and
-//! `gh_json_object('name1', v1, …)` (raw values of a rejected row as a JSON object).
+//! `gh_json_object('name1', v1, …)` (raw values of a rejected row as a JSON object),
+//! and the masks of [`mod@mask`] (`gh_mask_id_number`, `gh_mask_name`, `gh_mask_phone`,
+//! `gh_mask_birth_date`).
 //! [`normalizer_udf`], [`check_udf`] and [`json_object_udf`] build single UDFs for
 //! callers that construct `Expr`s directly.
 //!
@@ -56,6 +58,7 @@
 pub mod datetime;
 mod error;
 mod id;
+pub mod mask;
 mod normalizer;
 mod text;
 mod udf;
@@ -63,6 +66,7 @@ mod udf;
 pub use datetime::{date, timestamp};
 pub use error::{NormError, Result};
 pub use id::{person_id, pseudonym, resident_id};
+pub use mask::{mask_id_number, mask_name, mask_phone, mask_udfs};
 pub use normalizer::{Normalizer, UnknownNormalizer};
 pub use text::{admin_code, boolean, name, phone, trim};
 pub use udf::{check_udf, json_object_udf, normalizer_udf, register_all, udfs};

@@ -494,7 +494,10 @@ pub fn udfs(pseudonym_key: &[u8]) -> Vec<ScalarUDF> {
 
 /// Registers [`udfs`] with a session.
 pub fn register_all(ctx: &SessionContext, pseudonym_key: &[u8]) {
-    for udf in udfs(pseudonym_key) {
+    for udf in udfs(pseudonym_key)
+        .into_iter()
+        .chain(crate::mask::mask_udfs())
+    {
         ctx.register_udf(udf);
     }
 }

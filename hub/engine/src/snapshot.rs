@@ -1,0 +1,200 @@
+//! Materialised snapshots of the shared tables and `_rejects`.
+//!
+//! Answering every query through the live views re-reads every source, re-applies every
+//! mapping (keyed hashes, normalisers) and re-merges tables fed by several sources. A load
+//! therefore writes each merged table once to Parquet under `state_dir/snapshots/<id>/`, and
+//! the hub serves `public.<table>` from there; the live views stay queryable as
+//! `live.<table>` (and are what a table is served from while it has no valid snapshot).
+//!
+//! A snapshot set is valid only for the config it was built from: its manifest records a
+//! fingerprint of the sources, mappings, precedence and pseudonym key, and a hub whose config
+//! differs ignores it. Sets are switched atomically: the new set is written to its own
+//! directory, then the `CURRENT` file is replaced (write + rename) to name it. The previous
+//! set is kept so a query still reading it is not cut off; older ones are removed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::UInt64Array;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::prelude::DataFrame;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::HubConfig;
+use crate::error::{EngineError, Result};
+
+const CURRENT_FILE: &str = "CURRENT";
+const MANIFEST_FILE: &str = "manifest.json";
+
+/// What a snapshot set holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    /// Fingerprint of the config the set was built from.
+    pub fingerprint: String,
+    /// When the set was built, µs since the epoch (UTC).
+    pub built_at: i64,
+    /// Rows per table.
+    pub tables: BTreeMap<String, u64>,
+}
+
+/// A snapshot set on disk.
+#[derive(Debug, Clone)]
+pub struct SnapshotSet {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+}
+
+impl SnapshotSet {
+    /// The Parquet file of a table, when the set has it.
+    pub fn file(&self, table: &str) -> Option<PathBuf> {
+        self.manifest
+            .tables
+            .contains_key(table)
+            .then(|| self.dir.join(format!("{table}.parquet")))
+    }
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Query {
+        message: format!("snapshot {}: {e}", path.display()),
+    }
+}
+
+/// The directory all snapshot sets live in.
+pub fn root(config: &HubConfig) -> PathBuf {
+    config.state_dir.join("snapshots")
+}
+
+/// Fingerprint of everything that decides a shared table's content other than the source
+/// data itself: sources, mappings, precedence and the pseudonym key.
+pub fn fingerprint(config: &HubConfig) -> String {
+    let mut h = Sha256::new();
+    h.update(format!("{:?}", config.sources));
+    h.update(format!("{:?}", config.mappings));
+    h.update(format!("{:?}", config.tables));
+    h.update(config.pseudonym_key.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The current snapshot set, if there is one built from this config.
+pub fn current(config: &HubConfig) -> Option<SnapshotSet> {
+    let root = root(config);
+    let name = std::fs::read_to_string(root.join(CURRENT_FILE)).ok()?;
+    let dir = root.join(name.trim());
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join(MANIFEST_FILE)).ok()?).ok()?;
+    if manifest.fingerprint != fingerprint(config) {
+        tracing::info!(
+            "snapshot in {} was built from another config; serving live views",
+            dir.display()
+        );
+        return None;
+    }
+    let set = SnapshotSet { dir, manifest };
+    let complete = set
+        .manifest
+        .tables
+        .keys()
+        .all(|t| set.file(t).is_some_and(|f| f.is_file()));
+    complete.then_some(set)
+}
+
+/// Builds a new snapshot set; [`SnapshotWriter::commit`] makes it current.
+pub struct SnapshotWriter {
+    root: PathBuf,
+    name: String,
+    manifest: Manifest,
+}
+
+impl SnapshotWriter {
+    pub fn new(config: &HubConfig, built_at: i64) -> Result<Self> {
+        let root = root(config);
+        let name = format!("{built_at}");
+        let dir = root.join(&name);
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        Ok(Self {
+            root,
+            name,
+            manifest: Manifest {
+                fingerprint: fingerprint(config),
+                built_at,
+                tables: BTreeMap::new(),
+            },
+        })
+    }
+
+    /// Stream `df` into the table's Parquet file; returns the rows written.
+    pub async fn write(&mut self, table: &str, df: DataFrame) -> Result<u64> {
+        let path = self.root.join(&self.name).join(format!("{table}.parquet"));
+        let batches = df
+            .write_parquet(
+                &path.to_string_lossy(),
+                DataFrameWriteOptions::new().with_single_file_output(true),
+                None,
+            )
+            .await
+            .map_err(|e| io(&path, e))?;
+        let rows = batches
+            .iter()
+            .filter_map(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<UInt64Array>()
+                    .map(|a| a.iter().flatten().sum::<u64>())
+            })
+            .sum();
+        self.manifest.tables.insert(table.to_string(), rows);
+        Ok(rows)
+    }
+
+    /// Write the manifest, point `CURRENT` at this set, and remove sets older than the
+    /// previous one.
+    pub fn commit(self) -> Result<SnapshotSet> {
+        let dir = self.root.join(&self.name);
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let json = serde_json::to_vec_pretty(&self.manifest).map_err(|e| io(&manifest_path, e))?;
+        std::fs::write(&manifest_path, json).map_err(|e| io(&manifest_path, e))?;
+        let previous = std::fs::read_to_string(self.root.join(CURRENT_FILE))
+            .ok()
+            .map(|s| s.trim().to_string());
+        let tmp = self.root.join(format!("{CURRENT_FILE}.tmp"));
+        std::fs::write(&tmp, &self.name).map_err(|e| io(&tmp, e))?;
+        std::fs::rename(&tmp, self.root.join(CURRENT_FILE)).map_err(|e| io(&tmp, e))?;
+        if let Ok(entries) = std::fs::read_dir(&self.root) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().to_string();
+                let keep =
+                    name == self.name || Some(&name) == previous.as_ref() || !entry.path().is_dir();
+                if !keep {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        Ok(SnapshotSet {
+            dir,
+            manifest: self.manifest,
+        })
+    }
+}
+
+/// A table provider over one snapshot file, with the schema of the table it stands for
+/// (Parquet does not keep every detail of it, e.g. non-null keys).
+pub fn provider(file: &Path, schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
+    let url = ListingTableUrl::parse(file.to_string_lossy()).map_err(|e| io(file, e))?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(
+        ListingTable::try_new(config).map_err(|e| io(file, e))?,
+    ))
+}
