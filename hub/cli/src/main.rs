@@ -4,7 +4,10 @@
 //! questions over it; `gridhub query` runs SQL over a hub config; `gridhub catalog` shows
 //! the sources, shared tables, row counts and rejects; `gridhub refresh` rebuilds the caches
 //! of materialised sources and reloads the statistics; `gridhub bench load` measures loading.
+//! `gridhub query --as ID --purpose P` runs under the access policy; `gridhub principals`,
+//! `gridhub policy …` and `gridhub audit …` administer it.
 
+mod access;
 mod bench;
 mod catalog;
 mod demo;
@@ -71,8 +74,37 @@ enum Command {
         /// Show at most this many rows in table format
         #[arg(long)]
         max_rows: Option<usize>,
+        /// Run as this principal (required when the config defines principals)
+        #[arg(long = "as")]
+        principal: Option<String>,
+        /// The purpose of the query (routine, statistics, elderly_care, epidemic_response, …)
+        #[arg(long)]
+        purpose: Option<String>,
         /// The SQL statement
         sql: String,
+    },
+    /// List the principals of a hub config: id, roles, jurisdiction
+    Principals {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Check, apply, explain and roll back access policies; declare and end emergencies
+    Policy {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        what: access::PolicyCommand,
+    },
+    /// Verify and search the audit log
+    Audit {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        #[command(subcommand)]
+        what: access::AuditCommand,
     },
     /// Show sources, shared tables, row counts, rejects and refresh times
     Catalog {
@@ -138,11 +170,52 @@ async fn run(cli: Cli) -> Result<(), String> {
             config,
             format,
             max_rows,
+            principal,
+            purpose,
             sql,
         } => {
             let hub = open(&config.path()).await?;
-            let batches = hub.query(&sql).await.map_err(|e| e.to_string())?;
+            let batches = match principal {
+                Some(id) => {
+                    hub.query_as(&id, purpose.as_deref(), &sql)
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .batches
+                }
+                None if !hub.governance().principals().is_empty() => {
+                    return Err(format!(
+                        "this hub has principals: run the query as one with --as ID [--purpose P] (principals: {})",
+                        hub.governance()
+                            .principals()
+                            .iter()
+                            .map(|p| p.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                None => hub.query(&sql).await.map_err(|e| e.to_string())?,
+            };
             print(&output::render(&batches, format, max_rows)?)
+        }
+        Command::Principals { config, format } => {
+            let hub = Hub::open_path(&config.path())
+                .await
+                .map_err(|e| e.to_string())?;
+            access::principals(&hub, format)
+        }
+        Command::Policy { config, what } => {
+            let hub = open(&config.path()).await?;
+            access::policy(&hub, what).await
+        }
+        Command::Audit {
+            config,
+            format,
+            what,
+        } => {
+            let hub = Hub::open_path(&config.path())
+                .await
+                .map_err(|e| e.to_string())?;
+            access::audit(&hub, what, format)
         }
         Command::Catalog {
             config,

@@ -48,10 +48,20 @@ fn demo_then_query_catalog_and_errors() {
         stdout(&out)
     );
 
+    // With principals in the config, a query must say who runs it.
+    let out = gridhub(&["query", "SELECT 1"], cwd);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--as ID"), "{}", stderr(&out));
+    let out = gridhub(&["principals", "-f", "csv"], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 11, "header + ten principals");
+
     // `query` finds the demo config by default; formats.
     let out = gridhub(
         &[
             "query",
+            "--as",
+            "li.district",
             "--format",
             "csv",
             "SELECT code, name FROM admin_unit WHERE level = 'district' ORDER BY code",
@@ -65,7 +75,14 @@ fn demo_then_query_catalog_and_errors() {
     assert_eq!(lines.count(), 2, "two districts: {csv}");
 
     let out = gridhub(
-        &["query", "-f", "json", "SELECT count(*) AS n FROM person"],
+        &[
+            "query",
+            "--as",
+            "li.district",
+            "-f",
+            "json",
+            "SELECT count(*) AS n FROM person",
+        ],
         cwd,
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -76,13 +93,15 @@ fn demo_then_query_catalog_and_errors() {
     let out = gridhub(
         &[
             "query",
-            "SELECT name, label FROM system.tables ORDER BY name",
+            "--as",
+            "li.district",
+            "SELECT code, name FROM admin_unit ORDER BY code",
         ],
         cwd,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
-    assert!(table.contains("人口"), "{table}");
+    assert!(table.contains("社区"), "{table}");
     let widths: Vec<usize> = table
         .lines()
         .filter(|l| l.starts_with('│') || l.starts_with('┌') || l.starts_with('└'))
@@ -109,7 +128,10 @@ fn demo_then_query_catalog_and_errors() {
     }
 
     // Errors: one sentence on stderr, failing exit code.
-    let out = gridhub(&["query", "SELECT * FROM persons"], cwd);
+    let out = gridhub(
+        &["query", "--as", "li.district", "SELECT * FROM persons"],
+        cwd,
+    );
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
@@ -118,7 +140,10 @@ fn demo_then_query_catalog_and_errors() {
     );
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 
-    let out = gridhub(&["query", "SELECT * FROM person WHERE"], cwd);
+    let out = gridhub(
+        &["query", "--as", "li.district", "SELECT * FROM person WHERE"],
+        cwd,
+    );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("SQL error"), "{}", stderr(&out));
 

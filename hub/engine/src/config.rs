@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use gridhub_catalog::{shared_table, shared_table_names};
 use gridhub_mapping::{MappingConfig, TablePrecedence};
+use gridhub_policy::Principal;
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
@@ -23,6 +24,9 @@ pub struct HubSection {
     /// Serve shared tables from the snapshot of the last load (default true).
     #[serde(default)]
     pub snapshots: Option<bool>,
+    /// Key of the audit log's hash chain (default: derived from the pseudonym key).
+    #[serde(default)]
+    pub audit_key: Option<String>,
 }
 
 /// The config file as written.
@@ -37,6 +41,8 @@ struct ConfigFile {
     tables: Vec<TablePrecedence>,
     #[serde(default)]
     mappings: Vec<MappingConfig>,
+    #[serde(default)]
+    principals: Vec<Principal>,
 }
 
 /// One `[[sources]]` entry: the common keys, and every key for the connector.
@@ -58,6 +64,10 @@ pub struct HubConfig {
     pub batch_size: usize,
     /// Serve `public.*` from snapshots written by each load (false: always the live views).
     pub snapshots: bool,
+    /// Key of the audit log's hash chain.
+    pub audit_key: String,
+    /// Who may query, with roles and jurisdiction (`[[principals]]`).
+    pub principals: Vec<Principal>,
     pub sources: Vec<SourceConfig>,
     pub tables: Vec<TablePrecedence>,
     pub mappings: Vec<MappingConfig>,
@@ -71,6 +81,7 @@ pub const ENV_STATE_DIR: &str = "GRIDHUB_STATE_DIR";
 pub const ENV_PSEUDONYM_KEY: &str = "GRIDHUB_PSEUDONYM_KEY";
 pub const ENV_BATCH_SIZE: &str = "GRIDHUB_BATCH_SIZE";
 pub const ENV_SNAPSHOTS: &str = "GRIDHUB_SNAPSHOTS";
+pub const ENV_AUDIT_KEY: &str = "GRIDHUB_AUDIT_KEY";
 
 impl HubConfig {
     /// Read and validate the config file at `path`, layering the environment under it.
@@ -102,6 +113,7 @@ impl HubConfig {
             pseudonym_key: None,
             batch_size: None,
             snapshots: None,
+            audit_key: None,
         });
         let base = path
             .parent()
@@ -156,6 +168,25 @@ impl HubConfig {
                 }
             },
         };
+
+        let audit_key = match hub.audit_key.or_else(|| env(ENV_AUDIT_KEY)) {
+            Some(k) if k.len() < 16 => {
+                return Err(err("the audit key must be at least 16 characters".into()));
+            }
+            Some(k) => k,
+            // Derived, so a config that sets only the pseudonym key still has a keyed chain;
+            // set a separate key kept outside the state dir in production.
+            None => {
+                use sha2::{Digest, Sha256};
+                hex::encode(Sha256::digest(format!("gridhub-audit:{pseudonym_key}")))
+            }
+        };
+        let mut seen_principals = BTreeSet::new();
+        for p in &file.principals {
+            if !seen_principals.insert(p.id.clone()) {
+                return Err(err(format!("principal '{}' is defined twice", p.id)));
+            }
+        }
 
         let mut sources = Vec::new();
         let mut names = BTreeSet::new();
@@ -239,6 +270,8 @@ impl HubConfig {
             pseudonym_key,
             batch_size,
             snapshots,
+            audit_key,
+            principals: file.principals,
             sources,
             tables: file.tables,
             mappings: file.mappings,

@@ -22,6 +22,17 @@ pub enum EngineError {
     UnknownTable { table: String, known: String },
     #[error("SQL error: {message}")]
     Sql { message: String },
+    #[error("access denied: {message}")]
+    Denied { message: String },
+    /// A governed query failed (the message is the original error, as audited).
+    #[error("{message}")]
+    Governed { message: String },
+    #[error("unknown principal '{id}' (principals: {known})")]
+    UnknownPrincipal { id: String, known: String },
+    #[error(transparent)]
+    Policy(#[from] gridhub_policy::PolicyError),
+    #[error(transparent)]
+    Audit(#[from] gridhub_audit::AuditError),
     #[error("query failed: {message}")]
     Query { message: String },
 }

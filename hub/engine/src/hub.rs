@@ -30,6 +30,7 @@ use gridhub_mapping::{CompiledMapping, compile, merge, rejects_columns};
 
 use crate::config::HubConfig;
 use crate::error::{EngineError, Result};
+use crate::govern::Governance;
 use crate::snapshot::{self, SnapshotSet, SnapshotWriter};
 use crate::unavailable::UnavailableTable;
 
@@ -105,6 +106,8 @@ pub struct Hub {
     live: BTreeMap<String, Arc<dyn TableProvider>>,
     /// The snapshot set `public.*` is served from, if any.
     snapshot: Mutex<Option<SnapshotSet>>,
+    /// Policy, principals and audit log; set once the tables are registered.
+    governance: std::sync::OnceLock<Governance>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -224,6 +227,7 @@ impl Hub {
             mappings,
             live: BTreeMap::new(),
             snapshot: Mutex::new(None),
+            governance: std::sync::OnceLock::new(),
         };
         hub.live = hub.live_tables(&broken)?;
         hub.register_schema(LIVE_SCHEMA)?;
@@ -237,6 +241,11 @@ impl Hub {
         };
         hub.serve(current).await?;
         hub.register_system_tables()?;
+        let governed = crate::govern::governed_tables(&hub).await;
+        let governance = Governance::open(governed, &hub).await?;
+        hub.governance
+            .set(governance)
+            .expect("governance is set once, here");
         Ok(hub)
     }
 
@@ -259,6 +268,11 @@ impl Hub {
 
     pub fn sources(&self) -> &[SourceState] {
         &self.sources
+    }
+
+    /// Policy, principals and audit log.
+    pub fn governance(&self) -> &Governance {
+        self.governance.get().expect("set when the hub opens")
     }
 
     pub fn mappings(&self) -> &[CompiledMapping] {

@@ -10,8 +10,10 @@
 //! queryable as `src_<source>.<table>`, rejected rows as `_rejects`, the catalog as
 //! `system.*`.
 
+mod admin;
 pub mod config;
 pub mod error;
+pub mod govern;
 pub mod hub;
 pub mod snapshot;
 pub mod system;
@@ -19,6 +21,8 @@ mod unavailable;
 
 pub use config::{HubConfig, SourceConfig};
 pub use error::{EngineError, Result};
+pub use govern::{Governance, GovernedAnswer, PolicyView, describe_access};
+pub use gridhub_policy::Principal;
 pub use hub::{
     Hub, LIVE_SCHEMA, LoadSummary, NoProgress, Progress, REJECTS_TABLE, SHARED_SCHEMA,
     SYSTEM_SCHEMA, SourceState, rejects_schema, source_schema,

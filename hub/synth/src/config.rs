@@ -167,6 +167,20 @@ fn column_spec(col: &Col) -> String {
     }
 }
 
+/// The demo's principals: (id, name, role, jurisdiction), one per role.
+pub const DEMO_PRINCIPALS: [(&str, &str, &str, &str); 10] = [
+    ("wang.city", "王市", "city_analyst", "4201"),
+    ("li.district", "李区", "district_analyst", "420106"),
+    ("zhao.street", "赵街", "street_officer", "420106009"),
+    ("chen.community", "陈社", "community_worker", "420106009001"),
+    ("liu.grid", "刘网", "grid_worker", "420106009001001"),
+    ("sun.health", "孙卫", "health_officer", "420106"),
+    ("zhou.volunteer", "周志", "volunteer", "420106009001002"),
+    ("anju.property", "安居物业", "property_company", "420106009"),
+    ("qian.security", "钱安", "security_officer", "4201"),
+    ("wu.audit", "吴审", "auditor", "4201"),
+];
+
 /// The hub config for the synthetic sources, relative to the data directory.
 pub fn hub_config() -> String {
     let mut s = String::new();
@@ -183,6 +197,19 @@ pub fn hub_config() -> String {
          # (or GRIDHUB_PSEUDONYM_KEY) for real data."
     );
     let _ = writeln!(s, "pseudonym_key = {}", q(DEMO_PSEUDONYM_KEY));
+
+    let _ = writeln!(
+        s,
+        "\n# Who may query, one principal per role of policies/policy.csv (DOMAIN.md, \"Roles\").\n\
+         # area is the jurisdiction: an admin code; rows are filtered to codes starting with it."
+    );
+    for (id, name, role, area) in DEMO_PRINCIPALS {
+        let _ = writeln!(s, "\n[[principals]]");
+        let _ = writeln!(s, "id = {}", q(id));
+        let _ = writeln!(s, "name = {}", q(name));
+        let _ = writeln!(s, "roles = [{}]", q(role));
+        let _ = writeln!(s, "area = {}", q(area));
+    }
 
     for src in &SOURCES {
         let _ = writeln!(s, "\n[[sources]]");

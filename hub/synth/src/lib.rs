@@ -65,7 +65,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use config::{DEMO_PSEUDONYM_KEY, hub_config};
+pub use config::{DEMO_PRINCIPALS, DEMO_PSEUDONYM_KEY, hub_config};
 pub use model::City;
 pub use showcase::{
     ELDERLY_WALKUP_SQL, HEALTH_LATEST_SQL, PHONE_MISMATCH_SQL, REJECTS_SQL, Showcase,

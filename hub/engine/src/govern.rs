@@ -1,0 +1,977 @@
+//! Governed queries: every query a principal runs is planned against *policy views* only.
+//!
+//! How a query is governed (fail closed at every step):
+//! 1. The SQL must be one plain query (`SELECT`, `WITH`, set operations). `EXPLAIN`, `SET`,
+//!    `SHOW`, DDL, DML and `COPY` are refused.
+//! 2. Every table it names is resolved in the hub: shared tables and `_rejects` (`public`),
+//!    raw source tables (`src_<source>`). `system.*`, `live.*` and `information_schema`
+//!    are not open to principals.
+//! 3. For each table, the policy decides once ([`Policy::decide`], cached): rows (admin-code
+//!    prefix of the jurisdiction, whole, or denied) and every column (clear, masked, denied,
+//!    or clear/masked only inside an emergency area). The decision is compiled into a view:
+//!    `Projection(masks) ← Filter(area_code LIKE 'J%') ← scan`. Denied columns are absent;
+//!    masks are opaque SQL functions that keep the column's type, so any predicate, join or
+//!    aggregate of the user's query — pushed down or not — sees only the masked value.
+//! 4. The user's query is planned in a session whose catalog holds nothing but those views
+//!    (no information_schema). Before it runs, every scan in the plan, subqueries included,
+//!    must be one of the policy views: otherwise the query is refused.
+//! 5. The outcome is appended to the audit log (durably) before the result is returned.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
+    SchemaProvider, Session, TableProvider,
+};
+use datafusion::common::config::Dialect;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Column, ScalarValue, TableReference};
+use datafusion::datasource::{DefaultTableSource, ViewTable, provider_as_source};
+use datafusion::error::DataFusionError;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
+use datafusion::logical_expr::{
+    Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, TableType, lit, when,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::DataFrame;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use gridhub_audit::{AuditLog, AuditRecord, ColumnAccessRecord, Outcome, RecordKind};
+use gridhub_catalog::{Tag, shared_table, shared_tables};
+use gridhub_policy::{
+    Access, ColumnDecision, ColumnInfo, Emergency, Known, PURPOSES, Policy, PolicyStore, Principal,
+    RowAccess, TableDecision, TableInfo, TableKind,
+};
+
+use crate::error::{EngineError, Result};
+use crate::hub::{CATALOG, Hub, REJECTS_TABLE, SHARED_SCHEMA, source_schema};
+
+/// At most this many `person_id`s are recorded per audited read of health or location data;
+/// beyond it the record says it is truncated.
+pub const AUDIT_PERSON_ID_BOUND: usize = 10_000;
+
+/// The clock decisions are taken at (tests set their own).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// How sensitive a tag is; a raw value of unknown meaning takes the most sensitive tag.
+fn sensitivity(tag: Tag) -> u8 {
+    match tag {
+        Tag::Public => 0,
+        Tag::Contact => 1,
+        Tag::Identity => 2,
+        Tag::Special => 3,
+        Tag::Health => 4,
+        Tag::Location => 5,
+    }
+}
+
+const MOST_SENSITIVE: Tag = Tag::Location;
+
+/// The answer to a governed query.
+#[derive(Debug)]
+pub struct GovernedAnswer {
+    pub batches: Vec<RecordBatch>,
+    /// The decision for every table the query read.
+    pub decisions: Vec<Arc<TableDecision>>,
+    /// Sequence number of the audit record.
+    pub audit_seq: u64,
+}
+
+/// The policy, its store, the principals and the audit log of a hub.
+pub struct Governance {
+    store: PolicyStore,
+    audit: AuditLog,
+    principals: Vec<Principal>,
+    known: Known,
+    /// Active policy version and its compiled form, or why none can be used.
+    active: RwLock<std::result::Result<(i64, Arc<Policy>), String>>,
+    emergencies: RwLock<Vec<Emergency>>,
+    clock: RwLock<Clock>,
+}
+
+impl std::fmt::Debug for Governance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governance")
+            .field("principals", &self.principals.len())
+            .finish()
+    }
+}
+
+impl Governance {
+    /// Open the policy store and audit log under the state dir. With no policy applied yet,
+    /// the default policy becomes version 1.
+    pub(crate) async fn open(hub_tables: Vec<TableInfo>, hub: &Hub) -> Result<Self> {
+        let config = hub.config();
+        let store = PolicyStore::open(&config.state_dir.join("policy.db"))?;
+        let audit = AuditLog::open(
+            &config.state_dir.join("audit.db"),
+            config.audit_key.as_bytes(),
+        )?;
+        let known = Known {
+            tables: hub_tables,
+            sources: config.sources.iter().map(|s| s.name.clone()).collect(),
+            purposes: PURPOSES.iter().map(|p| p.to_string()).collect(),
+        };
+        let governance = Self {
+            store,
+            audit,
+            principals: config.principals.clone(),
+            known,
+            active: RwLock::new(Err("no policy loaded".into())),
+            emergencies: RwLock::new(Vec::new()),
+            clock: RwLock::new(Arc::new(Utc::now)),
+        };
+        if governance.store.active()?.is_none() {
+            let policy = governance.compile(gridhub_policy::DEFAULT_POLICY).await?;
+            let v = governance.store.apply(
+                policy.text(),
+                "gridhub",
+                "default policy (policies/policy.csv)",
+                Utc::now(),
+            )?;
+            *governance.active.write().expect("policy lock") = Ok((v.version, Arc::new(policy)));
+        }
+        governance.reload().await?;
+        Ok(governance)
+    }
+
+    /// Compile a policy text against this hub's tables and principals.
+    pub async fn compile(&self, text: &str) -> Result<Policy> {
+        Ok(Policy::compile(
+            gridhub_policy::DEFAULT_MODEL,
+            text,
+            &self.principals,
+            &self.known,
+        )
+        .await?)
+    }
+
+    /// Pick up the active policy version and the emergencies from the store (another
+    /// process may have changed them). A version that no longer compiles against this
+    /// hub's config closes every governed query until a valid one is applied.
+    pub async fn reload(&self) -> Result<()> {
+        let active = self.store.active()?;
+        let current = self
+            .active
+            .read()
+            .expect("policy lock")
+            .as_ref()
+            .ok()
+            .map(|a| a.0);
+        if let Some(v) = active
+            && Some(v.version) != current
+        {
+            let text = v.text.clone().unwrap_or_default();
+            let compiled = match self.compile(&text).await {
+                Ok(p) => Ok((v.version, Arc::new(p))),
+                Err(e) => Err(format!(
+                    "the active policy version {} does not fit this hub's config: {e}",
+                    v.version
+                )),
+            };
+            *self.active.write().expect("policy lock") = compiled;
+        }
+        *self.emergencies.write().expect("emergency lock") = self.store.emergencies()?;
+        Ok(())
+    }
+
+    pub fn principals(&self) -> &[Principal] {
+        &self.principals
+    }
+
+    pub fn principal(&self, id: &str) -> Result<&Principal> {
+        self.principals
+            .iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| EngineError::UnknownPrincipal {
+                id: id.to_string(),
+                known: self
+                    .principals
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The active policy and its version.
+    pub fn policy(&self) -> Result<(i64, Arc<Policy>)> {
+        self.active
+            .read()
+            .expect("policy lock")
+            .clone()
+            .map_err(|message| EngineError::Denied { message })
+    }
+
+    pub fn store(&self) -> &PolicyStore {
+        &self.store
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    pub fn known(&self) -> &Known {
+        &self.known
+    }
+
+    pub fn emergencies(&self) -> Vec<Emergency> {
+        self.emergencies.read().expect("emergency lock").clone()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.clock.read().expect("clock lock"))()
+    }
+
+    /// Replace the clock (tests: emergency expiry without waiting).
+    pub fn set_clock(&self, clock: Clock) {
+        *self.clock.write().expect("clock lock") = clock;
+    }
+
+    /// The table as policies see it.
+    pub fn table_info(&self, name: &str) -> Option<&TableInfo> {
+        self.known.tables.iter().find(|t| t.name == name)
+    }
+
+    /// Check that `principal` may do a hub action (`manage_policy`, `declare_emergency`,
+    /// `read_audit`), or a clear denial.
+    pub fn require(&self, principal: &Principal, action: &str) -> Result<()> {
+        let (_, policy) = self.policy()?;
+        if policy.allows(principal, action) {
+            Ok(())
+        } else {
+            Err(EngineError::Denied {
+                message: format!(
+                    "{} (roles {}) may not {action}: no policy line allows it",
+                    principal.id,
+                    principal.roles.join(", ")
+                ),
+            })
+        }
+    }
+
+    /// Append an audit record for a change made by `principal`.
+    pub fn audit_change(
+        &self,
+        principal: &Principal,
+        kind: RecordKind,
+        text: String,
+        outcome: Outcome,
+        message: Option<String>,
+    ) -> Result<u64> {
+        Ok(self.audit.append(&AuditRecord {
+            at: Utc::now(),
+            kind,
+            principal: principal.id.clone(),
+            roles: principal.roles.clone(),
+            area: principal.area.clone(),
+            purpose: None,
+            text,
+            tables: Vec::new(),
+            columns: Vec::new(),
+            rows: None,
+            outcome,
+            message,
+            duration_ms: None,
+            person_ids: Vec::new(),
+            person_ids_truncated: false,
+        })?)
+    }
+}
+
+/// The tables policies govern, with the tag of every column: shared tables as the catalog
+/// defines them; raw tables with the tag of the shared columns their columns feed (an
+/// unmapped column takes the most sensitive tag of its table; `_row` is public); `_rejects`
+/// with its raw values at the most sensitive tag.
+pub(crate) async fn governed_tables(hub: &Hub) -> Vec<TableInfo> {
+    let mut out: Vec<TableInfo> = shared_tables().iter().map(TableInfo::shared).collect();
+    let lineage = hub.lineage();
+    for s in hub.sources() {
+        for t in &s.tables {
+            let schema = hub
+                .context()
+                .table_provider(TableReference::partial(source_schema(&s.name), t.as_str()))
+                .await
+                .ok()
+                .map(|p| p.schema())
+                .map(|schema| {
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let feeds = |column: &str| -> Option<Tag> {
+                lineage
+                    .iter()
+                    .filter(|l| l.source == s.name && &l.source_table == t)
+                    .filter(|l| mentions(&l.source_expr, column))
+                    .filter_map(|l| {
+                        shared_table(&l.shared_table)
+                            .and_then(|d| d.column(&l.shared_column))
+                            .map(|c| c.tag)
+                    })
+                    .max_by_key(|tag| sensitivity(*tag))
+            };
+            let mapped: Vec<Option<Tag>> = schema.iter().map(|c| feeds(c)).collect();
+            let unmapped_tag = mapped
+                .iter()
+                .flatten()
+                .copied()
+                .max_by_key(|tag| sensitivity(*tag))
+                .unwrap_or(MOST_SENSITIVE);
+            out.push(TableInfo {
+                name: format!("{}.{t}", source_schema(&s.name)),
+                kind: TableKind::Raw {
+                    source: s.name.clone(),
+                },
+                has_area_code: false,
+                columns: schema
+                    .iter()
+                    .zip(mapped)
+                    .map(|(c, tag)| ColumnInfo {
+                        name: c.clone(),
+                        tag: if c == gridhub_connector::ROW_NUMBER_COLUMN {
+                            Tag::Public
+                        } else {
+                            tag.unwrap_or(unmapped_tag)
+                        },
+                    })
+                    .collect(),
+            });
+        }
+    }
+    out.push(TableInfo {
+        name: REJECTS_TABLE.to_string(),
+        kind: TableKind::Rejects,
+        has_area_code: false,
+        columns: gridhub_mapping::rejects_columns()
+            .iter()
+            .map(|c| ColumnInfo {
+                name: c.to_string(),
+                tag: if *c == "raw" {
+                    MOST_SENSITIVE
+                } else {
+                    Tag::Public
+                },
+            })
+            .collect(),
+    });
+    out
+}
+
+/// Whether a lineage expression (a column name, or a SQL expression) reads `column`.
+fn mentions(expr: &str, column: &str) -> bool {
+    expr == column || expr.contains(&format!("\"{column}\"")) || {
+        expr.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|token| token == column)
+    }
+}
+
+/// A table as a principal sees it: the policy's view over the real table. Only these can be
+/// scanned by a governed query.
+#[derive(Debug)]
+pub struct PolicyView {
+    view: ViewTable,
+    pub decision: Arc<TableDecision>,
+}
+
+#[async_trait]
+impl TableProvider for PolicyView {
+    fn schema(&self) -> SchemaRef {
+        self.view.schema()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+    fn get_logical_plan(&self) -> Option<std::borrow::Cow<'_, LogicalPlan>> {
+        self.view.get_logical_plan()
+    }
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.view.supports_filters_pushdown(filters)
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.view.scan(state, projection, filters, limit).await
+    }
+}
+
+/// The real table under a policy view. It only exists inside the plans [`PolicyView`]s
+/// build, so a scan of it in a planned query proves the policy's filter and masks sit above
+/// it (DataFusion inlines views while planning, so the view itself leaves no scan).
+#[derive(Debug)]
+pub struct GuardedTable(Arc<dyn TableProvider>);
+
+#[async_trait]
+impl TableProvider for GuardedTable {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+    fn table_type(&self) -> TableType {
+        self.0.table_type()
+    }
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
+    }
+    fn statistics(&self) -> Option<datafusion::common::Statistics> {
+        self.0.statistics()
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
+    async fn scan_with_args<'a>(
+        &self,
+        state: &dyn Session,
+        args: datafusion::catalog::ScanArgs<'a>,
+    ) -> datafusion::error::Result<datafusion::catalog::ScanResult> {
+        self.0.scan_with_args(state, args).await
+    }
+}
+
+fn column(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+fn in_areas(areas: &[String]) -> Expr {
+    areas
+        .iter()
+        .map(|a| column("area_code").like(lit(format!("{a}%"))))
+        .reduce(Expr::or)
+        .unwrap_or(lit(false))
+}
+
+impl Hub {
+    /// The masked form of a column: the DOMAIN.md masks for ID number, name, phone and birth
+    /// date; NULL of the column's type for everything else.
+    fn mask(&self, name: &str, data_type: &DataType) -> Result<Expr> {
+        let udf = match (name, data_type) {
+            ("id_number", DataType::Utf8) => Some("gh_mask_id_number"),
+            ("name", DataType::Utf8) => Some("gh_mask_name"),
+            ("phone", DataType::Utf8) => Some("gh_mask_phone"),
+            ("birth_date", DataType::Date32) => Some("gh_mask_birth_date"),
+            _ => None,
+        };
+        Ok(match udf {
+            Some(f) => self
+                .context()
+                .udf(f)
+                .map_err(|e| EngineError::Query {
+                    message: e.to_string(),
+                })?
+                .call(vec![column(name)]),
+            None => lit(
+                ScalarValue::try_from(data_type).map_err(|e| EngineError::Query {
+                    message: e.to_string(),
+                })?,
+            ),
+        })
+    }
+
+    /// The expression a column is read through, or None when it is absent.
+    fn column_expr(&self, c: &ColumnDecision, data_type: &DataType) -> Result<Option<Expr>> {
+        let base = match c.access {
+            Access::Clear => Some(column(&c.column)),
+            Access::Masked => Some(self.mask(&c.column, data_type)?),
+            Access::Denied => None,
+        };
+        if c.emergency_clear_areas.is_empty() && c.emergency_masked_areas.is_empty() {
+            return Ok(base);
+        }
+        let null = lit(
+            ScalarValue::try_from(data_type).map_err(|e| EngineError::Query {
+                message: e.to_string(),
+            })?,
+        );
+        let mut otherwise = base.unwrap_or(null);
+        if !c.emergency_masked_areas.is_empty() {
+            otherwise = when(
+                in_areas(&c.emergency_masked_areas),
+                self.mask(&c.column, data_type)?,
+            )
+            .otherwise(otherwise)
+            .map_err(|e| EngineError::Query {
+                message: e.to_string(),
+            })?;
+        }
+        if c.emergency_clear_areas.is_empty() {
+            return Ok(Some(otherwise));
+        }
+        Ok(Some(
+            when(in_areas(&c.emergency_clear_areas), column(&c.column))
+                .otherwise(otherwise)
+                .map_err(|e| EngineError::Query {
+                    message: e.to_string(),
+                })?,
+        ))
+    }
+
+    /// Compile a decision into the view a principal reads the table through.
+    fn policy_view(
+        &self,
+        reference: TableReference,
+        provider: Arc<dyn TableProvider>,
+        decision: Arc<TableDecision>,
+    ) -> Result<PolicyView> {
+        let err = |e: DataFusionError| EngineError::Query {
+            message: e.to_string(),
+        };
+        let schema = provider.schema();
+        let guarded: Arc<dyn TableProvider> = Arc::new(GuardedTable(provider));
+        let mut plan =
+            LogicalPlanBuilder::scan(reference, provider_as_source(guarded), None).map_err(err)?;
+        match &decision.rows {
+            RowAccess::Jurisdiction(area) => {
+                plan = plan
+                    .filter(column("area_code").like(lit(format!("{area}%"))))
+                    .map_err(err)?;
+            }
+            RowAccess::All => {}
+            RowAccess::Denied => {
+                return Err(EngineError::Denied {
+                    message: decision.reason.clone().unwrap_or_else(|| {
+                        format!("table {} is closed to this principal", decision.table)
+                    }),
+                });
+            }
+        }
+        let mut exprs = Vec::new();
+        for field in schema.fields() {
+            // A column the decision does not know is denied.
+            let Some(c) = decision.column(field.name()) else {
+                continue;
+            };
+            if let Some(e) = self.column_expr(c, field.data_type())? {
+                exprs.push(e.alias(field.name()));
+            }
+        }
+        if exprs.is_empty() {
+            return Err(EngineError::Denied {
+                message: format!(
+                    "no column of {} is readable by this principal with this purpose",
+                    decision.table
+                ),
+            });
+        }
+        let plan = plan.project(exprs).map_err(err)?.build().map_err(err)?;
+        Ok(PolicyView {
+            view: ViewTable::new(plan, None),
+            decision,
+        })
+    }
+
+    /// Resolve a table a governed query names: (schema, table, the name policies know it by).
+    fn governed_name(&self, reference: &TableReference) -> Result<(String, String, String)> {
+        let refuse = |what: &str| EngineError::Denied {
+            message: format!(
+                "{what} cannot be read by a principal: only shared tables, _rejects and raw source tables are governed"
+            ),
+        };
+        if let Some(catalog) = reference.catalog()
+            && catalog != CATALOG
+        {
+            return Err(refuse(&format!("catalog {catalog}")));
+        }
+        let schema = reference.schema().unwrap_or(SHARED_SCHEMA).to_string();
+        let table = reference.table().to_string();
+        if schema == SHARED_SCHEMA {
+            return Ok((schema, table.clone(), table));
+        }
+        if self
+            .sources()
+            .iter()
+            .any(|s| source_schema(&s.name) == schema)
+        {
+            let name = format!("{schema}.{table}");
+            return Ok((schema, table, name));
+        }
+        Err(refuse(&format!("{schema}.{table}")))
+    }
+
+    /// Run `sql` as `principal_id` with `purpose`, under the active policy; audited.
+    pub async fn query_as(
+        &self,
+        principal_id: &str,
+        purpose: Option<&str>,
+        sql: &str,
+    ) -> Result<GovernedAnswer> {
+        let gov = self.governance();
+        let principal = gov.principal(principal_id)?.clone();
+        let started = Instant::now();
+        let mut decisions: Vec<Arc<TableDecision>> = Vec::new();
+        let result = self
+            .run_governed(&principal, purpose, sql, &mut decisions)
+            .await;
+        let (outcome, message, batches) = match result {
+            Ok(batches) => (Outcome::Ok, None, Some(batches)),
+            Err(EngineError::Denied { message }) => (Outcome::Denied, Some(message), None),
+            Err(e) => (Outcome::Error, Some(e.to_string()), None),
+        };
+        let sensitive_read = decisions.iter().any(|d| {
+            d.columns.iter().any(|c| {
+                matches!(c.tag, Tag::Health | Tag::Location)
+                    && (c.access != Access::Denied
+                        || !c.emergency_clear_areas.is_empty()
+                        || !c.emergency_masked_areas.is_empty())
+            })
+        });
+        let (person_ids, truncated) = match (&batches, sensitive_read) {
+            (Some(b), true) => person_ids(b),
+            _ => (Vec::new(), false),
+        };
+        let record = AuditRecord {
+            at: Utc::now(),
+            kind: RecordKind::Query,
+            principal: principal.id.clone(),
+            roles: principal.roles.clone(),
+            area: principal.area.clone(),
+            purpose: purpose.map(str::to_string),
+            text: sql.to_string(),
+            tables: decisions.iter().map(|d| d.table.clone()).collect(),
+            columns: decisions
+                .iter()
+                .flat_map(|d| {
+                    d.columns.iter().map(|c| ColumnAccessRecord {
+                        table: d.table.clone(),
+                        column: c.column.clone(),
+                        decision: describe_access(c),
+                    })
+                })
+                .collect(),
+            rows: batches
+                .as_ref()
+                .map(|b| b.iter().map(|b| b.num_rows() as u64).sum()),
+            outcome,
+            message: message.clone(),
+            duration_ms: Some(started.elapsed().as_millis() as u64),
+            person_ids,
+            person_ids_truncated: truncated,
+        };
+        // Durable before the result is returned; if it cannot be recorded, nothing is.
+        let audit_seq = gov.audit().append(&record)?;
+        match batches {
+            Some(batches) => Ok(GovernedAnswer {
+                batches,
+                decisions,
+                audit_seq,
+            }),
+            None => Err(match outcome {
+                Outcome::Denied => EngineError::Denied {
+                    message: message.unwrap_or_default(),
+                },
+                _ => EngineError::Governed {
+                    message: message.unwrap_or_default(),
+                },
+            }),
+        }
+    }
+
+    /// Plan a governed query (no audit): the plan and the decisions of the tables it reads.
+    pub async fn plan_as(
+        &self,
+        principal: &Principal,
+        purpose: Option<&str>,
+        sql: &str,
+        decisions: &mut Vec<Arc<TableDecision>>,
+    ) -> Result<DataFrame> {
+        let gov = self.governance();
+        gov.reload().await?;
+        let (_, policy) = gov.policy()?;
+        if let Some(p) = purpose
+            && !gov.known().purposes.iter().any(|k| k == p)
+        {
+            return Err(EngineError::Denied {
+                message: format!(
+                    "unknown purpose '{p}' (purposes: {})",
+                    gov.known().purposes.join(", ")
+                ),
+            });
+        }
+        let state = self.context().state();
+        let statement = state
+            .sql_to_statement(sql, &Dialect::Generic)
+            .map_err(|e| self.describe(e))?;
+        let is_query = matches!(&statement, DfStatement::Statement(s) if matches!(**s, SqlStatement::Query(_)));
+        if !is_query {
+            return Err(EngineError::Denied {
+                message: "only queries (SELECT, WITH, UNION …) may run as a principal; EXPLAIN, SHOW, SET, DDL, DML and COPY are refused".into(),
+            });
+        }
+        let references = state
+            .resolve_table_references(&statement)
+            .map_err(|e| self.describe(e))?;
+
+        // The session the query is planned in holds the policy views and nothing else.
+        let catalog = Arc::new(MemoryCatalogProvider::new());
+        let now = gov.now();
+        let emergencies = gov.emergencies();
+        let mut seen = BTreeSet::new();
+        for reference in &references {
+            let (schema, table, name) = self.governed_name(reference)?;
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let info = gov
+                .table_info(&name)
+                .ok_or_else(|| EngineError::UnknownTable {
+                    table: name.clone(),
+                    known: self.table_names().join(", "),
+                })?;
+            let decision = policy.decide(principal, purpose, &emergencies, now, info);
+            decisions.push(decision.clone());
+            let provider = self
+                .context()
+                .table_provider(TableReference::partial(schema.as_str(), table.as_str()))
+                .await
+                .map_err(|e| self.describe(e))?;
+            let view = self.policy_view(
+                TableReference::partial(schema.as_str(), table.as_str()),
+                provider,
+                decision,
+            )?;
+            let schema_provider = match catalog.schema(&schema) {
+                Some(s) => s,
+                None => {
+                    let s: Arc<dyn SchemaProvider> = Arc::new(MemorySchemaProvider::new());
+                    catalog
+                        .register_schema(&schema, s.clone())
+                        .map_err(|e| self.describe(e))?;
+                    s
+                }
+            };
+            schema_provider
+                .register_table(table, Arc::new(view))
+                .map_err(|e| self.describe(e))?;
+        }
+        let catalogs = Arc::new(MemoryCatalogProviderList::new());
+        datafusion::catalog::CatalogProviderList::register_catalog(
+            catalogs.as_ref(),
+            CATALOG.to_string(),
+            catalog,
+        );
+        let mut config = state.config().clone();
+        config.options_mut().catalog.information_schema = false;
+        // Otherwise the builder replaces our catalog with an empty default one.
+        config
+            .options_mut()
+            .catalog
+            .create_default_catalog_and_schema = false;
+        let governed = SessionStateBuilder::new_from_existing(state)
+            .with_config(config)
+            .with_catalog_list(catalogs)
+            .build();
+        let plan = governed
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| explain_planning_error(self.describe(e), decisions, principal, purpose))?;
+        verify_only_policy_views(&plan)?;
+        Ok(DataFrame::new(governed, plan))
+    }
+
+    async fn run_governed(
+        &self,
+        principal: &Principal,
+        purpose: Option<&str>,
+        sql: &str,
+        decisions: &mut Vec<Arc<TableDecision>>,
+    ) -> Result<Vec<RecordBatch>> {
+        let df = self.plan_as(principal, purpose, sql, decisions).await?;
+        df.collect().await.map_err(|e| self.describe(e))
+    }
+}
+
+/// Refuse a plan with any scan that is not a policy view, or any statement that is not a
+/// query (checked again here: the parser check is not the only line of defence).
+fn verify_only_policy_views(plan: &LogicalPlan) -> Result<()> {
+    let mut problem: Option<String> = None;
+    plan.apply_with_subqueries(|node| {
+        let bad = match node {
+            LogicalPlan::TableScan(scan) => {
+                let guarded = scan
+                    .source
+                    .downcast_ref::<DefaultTableSource>()
+                    .is_some_and(|s| {
+                        s.table_provider.is::<GuardedTable>() || s.table_provider.is::<PolicyView>()
+                    });
+                (!guarded).then(|| format!("the scan of {} is not a policy view", scan.table_name))
+            }
+            LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Some("EXPLAIN".into()),
+            LogicalPlan::Dml(_)
+            | LogicalPlan::Ddl(_)
+            | LogicalPlan::Copy(_)
+            | LogicalPlan::Statement(_)
+            | LogicalPlan::DescribeTable(_)
+            | LogicalPlan::Extension(_) => Some(format!("a {} node", node.display())),
+            _ => None,
+        };
+        if let Some(bad) = bad {
+            problem = Some(bad);
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(|e| EngineError::Query {
+        message: e.to_string(),
+    })?;
+    match problem {
+        None => Ok(()),
+        Some(p) => Err(EngineError::Denied {
+            message: format!("query refused: {p} (the hub cannot prove the policy applies)"),
+        }),
+    }
+}
+
+/// A planning error that names a column the principal may not read becomes a sentence that
+/// says which column, its tag, and what would allow it.
+fn explain_planning_error(
+    e: EngineError,
+    decisions: &[Arc<TableDecision>],
+    principal: &Principal,
+    purpose: Option<&str>,
+) -> EngineError {
+    let text = e.to_string();
+    if !text.contains("No field named") && !text.contains("no field named") {
+        return e;
+    }
+    for d in decisions {
+        for c in &d.columns {
+            let absent = c.access == Access::Denied
+                && c.emergency_clear_areas.is_empty()
+                && c.emergency_masked_areas.is_empty();
+            let named = [
+                format!("named {}", c.column),
+                format!("named \"{}\"", c.column),
+                format!("named {}.{}", d.table, c.column),
+            ]
+            .iter()
+            .any(|n| {
+                text.split(n.as_str())
+                    .skip(1)
+                    .any(|rest| !rest.starts_with(|ch: char| ch.is_alphanumeric() || ch == '_'))
+            });
+            if absent && named {
+                return EngineError::Denied {
+                    message: format!(
+                        "column {}.{} ({}) is denied to {} with purpose {}{}",
+                        d.table,
+                        c.column,
+                        c.tag,
+                        principal.id,
+                        purpose.unwrap_or("(none)"),
+                        c.hint
+                            .as_ref()
+                            .map(|h| format!(": {h}"))
+                            .unwrap_or_default()
+                    ),
+                };
+            }
+        }
+    }
+    e
+}
+
+/// How a column was read, for the audit log and `policy explain`.
+pub fn describe_access(c: &ColumnDecision) -> String {
+    let base = match c.access {
+        Access::Clear => "clear",
+        Access::Masked => "masked",
+        Access::Denied => "denied",
+    };
+    let mut s = base.to_string();
+    if !c.emergency_clear_areas.is_empty() {
+        s.push_str(&format!(
+            "; clear in emergency {}",
+            c.emergency_clear_areas.join(", ")
+        ));
+    }
+    if !c.emergency_masked_areas.is_empty() {
+        s.push_str(&format!(
+            "; masked in emergency {}",
+            c.emergency_masked_areas.join(", ")
+        ));
+    }
+    s
+}
+
+/// Distinct `person_id`s in a result, at most [`AUDIT_PERSON_ID_BOUND`].
+fn person_ids(batches: &[RecordBatch]) -> (Vec<String>, bool) {
+    let mut ids = BTreeSet::new();
+    let mut truncated = false;
+    for b in batches {
+        for (i, f) in b.schema().fields().iter().enumerate() {
+            if f.name() != "person_id" {
+                continue;
+            }
+            let Some(values) = b.column(i).as_string_opt::<i32>() else {
+                continue;
+            };
+            for v in values.iter().flatten() {
+                if ids.len() >= AUDIT_PERSON_ID_BOUND && !ids.contains(v) {
+                    truncated = true;
+                    continue;
+                }
+                ids.insert(v.to_string());
+            }
+        }
+    }
+    (ids.into_iter().collect(), truncated)
+}
+
+/// A table decision laid out per column, for `gridhub policy explain`.
+pub fn decision_rows(d: &TableDecision) -> Vec<BTreeMap<&'static str, String>> {
+    let rows = match &d.rows {
+        RowAccess::Jurisdiction(a) => format!("area_code LIKE '{a}%'"),
+        RowAccess::All => "all rows".into(),
+        RowAccess::Denied => "denied".into(),
+    };
+    d.columns
+        .iter()
+        .map(|c| {
+            let mut m = BTreeMap::new();
+            m.insert("table", d.table.clone());
+            m.insert("rows", rows.clone());
+            m.insert("column", c.column.clone());
+            m.insert("tag", c.tag.to_string());
+            m.insert("decision", describe_access(c));
+            m.insert("lines", c.lines.join(" | "));
+            m.insert("hint", c.hint.clone().unwrap_or_default());
+            m
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn lineage_mentions_whole_names_only() {
+        assert!(mentions("姓名", "姓名"));
+        assert!(mentions("gh_phone(\"电话\")", "电话"));
+        assert!(mentions("coalesce(phone, mobile)", "phone"));
+        assert!(!mentions("phone_old", "phone"));
+    }
+}

@@ -1,0 +1,204 @@
+//! Authorisation benchmark: a 10,000-line policy over 1,000 communities.
+//!
+//! `cargo run -p gridhub-policy --release --example authz_bench`
+//!
+//! Generates the default policy plus per-community grants for community workers, grid
+//! workers and volunteers (area patterns like `420106001003*`) up to 10,000 lines, one
+//! community worker and one grid worker per community, compiles it, then times cold
+//! decisions (fresh cache keys: Casbin scans every line per enforce call) and warm ones
+//! (served from the decision cache).
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use gridhub_catalog::{shared_table, shared_tables};
+use gridhub_policy::{DEFAULT_MODEL, DEFAULT_POLICY, Known, Policy, Principal, TableInfo};
+
+const TOTAL_LINES: usize = 10_000;
+const COMMUNITIES: usize = 1_000;
+/// Cold decisions are averaged over this many principals (each a fresh cache key).
+const COLD_SAMPLES: usize = 20;
+/// Warm queries timed.
+const WARM_QUERIES: u32 = 10_000;
+
+fn community(i: usize) -> String {
+    // 10 streets of 100 communities in district 420106.
+    format!("420106{:03}{:03}", i / 100 + 1, i % 100 + 1)
+}
+
+/// The per-community grants for community `code`.
+fn grants(code: &str) -> [String; 10] {
+    [
+        format!(
+            "p, community_worker, {code}*, health_record.chronic_conditions, read_clear, service_delivery, -, allow"
+        ),
+        format!("p, community_worker, {code}*, tag:location, read_masked, *, -, allow"),
+        format!("p, community_worker, {code}*, tag:health, read_clear, elderly_care, -, allow"),
+        format!(
+            "p, community_worker, {code}*, location_trace, read_rows, epidemic_response, -, allow"
+        ),
+        format!("p, grid_worker, {code}*, tag:location, read_clear, *, emergency, allow"),
+        format!("p, grid_worker, {code}*, location_trace, read_rows, *, emergency, allow"),
+        format!("p, grid_worker, {code}*, tag:health, read_clear, elderly_care, -, allow"),
+        format!("p, grid_worker, {code}*, person.phone, read_masked, *, -, deny"),
+        format!("p, volunteer, {code}*, person, read_rows, service_delivery, -, allow"),
+        format!("p, volunteer, {code}*, tag:contact, read_clear, service_delivery, -, allow"),
+    ]
+}
+
+fn policy_text() -> String {
+    let mut text = DEFAULT_POLICY.to_owned();
+    let mut count = gridhub_policy::count_lines(DEFAULT_POLICY);
+    'outer: for i in 0..COMMUNITIES {
+        for line in grants(&community(i)) {
+            if count == TOTAL_LINES {
+                break 'outer;
+            }
+            text.push_str(&line);
+            text.push('\n');
+            count += 1;
+        }
+    }
+    text
+}
+
+fn principal(id: String, role: &str, area: String) -> Principal {
+    Principal {
+        id,
+        name: None,
+        roles: vec![role.to_owned()],
+        area,
+    }
+}
+
+fn principals() -> Vec<Principal> {
+    let mut all = vec![
+        principal("city".into(), "city_analyst", "4201".into()),
+        principal("district".into(), "district_analyst", "420106".into()),
+    ];
+    for i in 0..COMMUNITIES {
+        let code = community(i);
+        all.push(principal(
+            format!("cw{i}"),
+            "community_worker",
+            code.clone(),
+        ));
+        all.push(principal(
+            format!("gw{i}"),
+            "grid_worker",
+            format!("{code}001"),
+        ));
+    }
+    all
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+#[tokio::main]
+async fn main() {
+    let text = policy_text();
+    let people = principals();
+    let known = Known::shared();
+    let started = Instant::now();
+    let policy = Policy::compile(DEFAULT_MODEL, &text, &people, &known)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let compile = started.elapsed();
+
+    let person = TableInfo::shared(shared_table("person").unwrap());
+    let all: Vec<TableInfo> = shared_tables().iter().map(TableInfo::shared).collect();
+    let now = Utc::now();
+    // Community workers spread over the district: each sample is a fresh cache key.
+    let sample = |k: usize| &people[2 + 2 * (k * (COMMUNITIES / COLD_SAMPLES))];
+
+    let calls = policy.enforce_calls();
+    let started = Instant::now();
+    for k in 0..COLD_SAMPLES {
+        policy.decide(sample(k), None, &[], now, &person);
+    }
+    let cold_person = started.elapsed() / COLD_SAMPLES as u32;
+    let person_calls = (policy.enforce_calls() - calls) as f64 / COLD_SAMPLES as f64;
+
+    let calls = policy.enforce_calls();
+    let started = Instant::now();
+    for k in 0..COLD_SAMPLES {
+        for table in &all {
+            policy.decide(sample(k), Some("routine"), &[], now, table);
+        }
+    }
+    let cold_all = started.elapsed() / COLD_SAMPLES as u32;
+    let all_calls = (policy.enforce_calls() - calls) as f64 / COLD_SAMPLES as f64;
+
+    let district = &people[1];
+    let calls = policy.enforce_calls();
+    let started = Instant::now();
+    policy.decide(district, None, &[], now, &person);
+    let cold_district = started.elapsed();
+    let district_calls = policy.enforce_calls() - calls;
+
+    let query =
+        ["person", "house", "building"].map(|t| TableInfo::shared(shared_table(t).unwrap()));
+    let worker = sample(0);
+    for table in &query {
+        policy.decide(worker, None, &[], now, table);
+    }
+    let calls = policy.enforce_calls();
+    let started = Instant::now();
+    for _ in 0..WARM_QUERIES {
+        for table in &query {
+            std::hint::black_box(policy.decide(worker, None, &[], now, table));
+        }
+    }
+    let warm = started.elapsed() / WARM_QUERIES;
+    assert_eq!(
+        policy.enforce_calls(),
+        calls,
+        "warm decisions must not enforce"
+    );
+
+    let per_enforce = cold_person.as_secs_f64() * 1e6 / person_calls;
+    println!(
+        "policy: {} lines, {} principals, {} communities",
+        policy.line_count(),
+        people.len(),
+        COMMUNITIES
+    );
+    println!("{:<52} {:>12} {:>14}", "measurement", "µs", "enforce calls");
+    let row = |name: &str, us: f64, calls: String| println!("{name:<52} {us:>12.0} {calls:>14}");
+    row(
+        "compile (parse, validate, build enforcer, probe)",
+        micros(compile),
+        "1".into(),
+    );
+    row(
+        "cold decision: person (community worker)",
+        micros(cold_person),
+        format!("{person_calls:.1}"),
+    );
+    row(
+        "cold decision: person (district analyst)",
+        micros(cold_district),
+        district_calls.to_string(),
+    );
+    row(
+        &format!(
+            "cold decision: all {} shared tables (community worker)",
+            all.len()
+        ),
+        micros(cold_all),
+        format!("{all_calls:.1}"),
+    );
+    row(
+        "  per enforce call (10,000-line scan)",
+        per_enforce,
+        "-".into(),
+    );
+    println!(
+        "{:<52} {:>12.2} {:>14}",
+        "warm query: person + house + building (cached)",
+        micros(warm),
+        0
+    );
+}

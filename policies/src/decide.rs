@@ -1,0 +1,797 @@
+//! The compiled policy: a Casbin enforcer built once, and per-table decisions cached by
+//! (principal, purpose, relevant emergencies, table).
+//!
+//! Casbin-rs scans every policy line for every enforce call (milliseconds at 10,000 lines),
+//! so a table decision makes as few calls as it can: one or two for the rows, then one or two
+//! per distinct tag of the table's columns (columns no line names individually share their
+//! tag's decision), one or two more per tag when an emergency lies inside the jurisdiction.
+//! The finished [`TableDecision`] is cached; the engine never enforces per row.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use casbin::{CoreApi, DefaultModel, Enforcer, MemoryAdapter, Model};
+use chrono::{DateTime, Utc};
+use gridhub_catalog::Tag;
+
+use crate::Principal;
+use crate::emergency::{Emergency, Reach};
+use crate::error::{Location, PolicyError, Problem, Result};
+use crate::known::{Known, TableInfo};
+use crate::parse::{ALWAYS, EMERGENCY, Line, check_principals, parse_policy};
+
+/// How a column may be read.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Access {
+    /// The value as stored.
+    Clear,
+    /// The tag's mask (DOMAIN.md: `420106********1234`, `欧阳*`, `138****5678`, null …).
+    Masked,
+    /// Not readable: the engine leaves the column out.
+    Denied,
+}
+
+impl Access {
+    fn rank(self) -> u8 {
+        match self {
+            Access::Denied => 0,
+            Access::Masked => 1,
+            Access::Clear => 2,
+        }
+    }
+}
+
+/// The decision for one column of a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnDecision {
+    pub column: String,
+    pub tag: Tag,
+    /// Access outside any emergency (or inside one, when an emergency covers the whole
+    /// jurisdiction: then every row is in it and this already is the emergency decision).
+    pub access: Access,
+    /// Clear for rows whose area_code starts with one of these: active emergencies inside the
+    /// jurisdiction under which the policy opens this column to clear reading.
+    pub emergency_clear_areas: Vec<String>,
+    /// Masked (rather than denied) for rows whose area_code starts with one of these: active
+    /// emergencies inside the jurisdiction under which the policy opens this column masked.
+    /// Empty unless `access` is [`Access::Denied`]; ignoring it only under-grants.
+    pub emergency_masked_areas: Vec<String>,
+    /// The policy lines that decided (`line 12: p, …`), for `gridhub policy explain`.
+    pub lines: Vec<String>,
+    /// When not clear: what would allow a clear (or masked) read, one sentence.
+    pub hint: Option<String>,
+}
+
+/// Which rows of a table a principal may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowAccess {
+    /// Rows whose area_code starts with this code (the principal's jurisdiction).
+    Jurisdiction(String),
+    /// The whole table.
+    All,
+    /// None: the table is closed to the principal.
+    Denied,
+}
+
+/// The decision for one table: rows, then every column in the table's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDecision {
+    pub table: String,
+    pub rows: RowAccess,
+    /// The policy lines that decided the rows.
+    pub row_lines: Vec<String>,
+    pub columns: Vec<ColumnDecision>,
+    /// When rows are denied: why, and what would allow them.
+    pub reason: Option<String>,
+}
+
+impl TableDecision {
+    /// The decision for one column by name.
+    pub fn column(&self, name: &str) -> Option<&ColumnDecision> {
+        self.columns.iter().find(|c| c.column == name)
+    }
+}
+
+/// The effects casbin-rs 2.20's `DefaultEffector` implements (as its model stores them,
+/// `p.eft` escaped to `p_eft`); any other effect panics inside `enforce`.
+const SUPPORTED_EFFECTS: &[&str] = &[
+    "some(where (p_eft == allow)) && !some(where (p_eft == deny))",
+    "some(where (p_eft == allow))",
+    "!some(where (p_eft == deny))",
+    "priority(p_eft) || deny",
+];
+
+/// The request fields gridhub sends, in order (the model's request_definition must have 8).
+const REQUEST_FIELDS: &str = "sub, area, tbl, col, tag, act, purpose, emg";
+
+/// The cache is cleared when it reaches this many decisions (a bound, not an LRU: decisions
+/// are cheap to recompute compared with the memory of an unbounded map).
+const CACHE_CAPACITY: usize = 100_000;
+
+/// What a decision is cached by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct DecisionKey {
+    principal: String,
+    purpose: Option<String>,
+    /// Ids of the active emergencies relevant to the principal's jurisdiction, sorted.
+    emergencies: Vec<i64>,
+    table: TableInfo,
+}
+
+/// The object fields of one request: table object, column object, tag object.
+struct Req<'a> {
+    tbl: &'a str,
+    col: &'a str,
+    tag: &'a str,
+}
+
+/// The subject fields of one request.
+struct Who<'a> {
+    principal: &'a Principal,
+    /// The stated purpose, empty when none.
+    purpose: &'a str,
+}
+
+/// The outcome of one enforce call.
+struct Verdict {
+    allowed: bool,
+    /// Indices into `Policy::lines` of the lines Casbin reports as deciding.
+    lines: Vec<usize>,
+    /// Casbin failed (the request is then denied).
+    error: Option<String>,
+}
+
+/// The decision of a group of columns: one tag, or one individually named column.
+#[derive(Clone)]
+struct GroupDecision {
+    access: Access,
+    /// Better access for rows in emergencies inside the jurisdiction, if the policy gives it.
+    emergency_access: Option<Access>,
+    lines: Vec<String>,
+    hint: Option<String>,
+}
+
+/// A compiled policy: immutable, shared by every query (`Send + Sync`).
+pub struct Policy {
+    text: String,
+    lines: Vec<Line>,
+    /// Rule fields → index into `lines`, to name the lines Casbin explains with.
+    by_rule: HashMap<Vec<String>, usize>,
+    /// `<table>.<column>` objects some line names: these columns get their own decision.
+    named_columns: HashSet<String>,
+    principals: HashMap<String, Principal>,
+    enforcer: Enforcer,
+    cache: Mutex<HashMap<DecisionKey, Arc<TableDecision>>>,
+    enforce_calls: AtomicU64,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("lines", &self.lines.len())
+            .field("principals", &self.principals.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn model_problem(message: String) -> Problem {
+    Problem {
+        location: Location::Model,
+        message,
+    }
+}
+
+/// Every problem of a parsed model that would make gridhub's requests fail or panic.
+fn check_model(model: &DefaultModel) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let sections = model.get_model();
+    let assertion = |sec: &str| sections.get(sec).and_then(|m| m.get(sec));
+    match assertion("r") {
+        Some(r) if r.tokens.len() == 8 => {}
+        Some(r) => problems.push(model_problem(format!(
+            "request_definition has {} fields; gridhub requests carry 8 ({REQUEST_FIELDS})",
+            r.tokens.len()
+        ))),
+        None => problems.push(model_problem(format!(
+            "no request_definition `r = {REQUEST_FIELDS}`"
+        ))),
+    }
+    match assertion("p") {
+        Some(p) if p.tokens.len() == 7 && p.tokens.last().is_some_and(|t| t == "p_eft") => {}
+        Some(_) | None => problems.push(model_problem(
+            "policy_definition must be `p = role, area, obj, act, purpose, emg, eft` (7 \
+             fields, the effect last), the policy line format"
+                .to_owned(),
+        )),
+    }
+    if assertion("g").is_none() {
+        problems.push(model_problem(
+            "no role_definition `g = _, _`: principals are mapped to roles with it".to_owned(),
+        ));
+    }
+    if assertion("m").is_none() {
+        problems.push(model_problem("no [matchers] `m = …`".to_owned()));
+    }
+    match assertion("e") {
+        Some(e) if SUPPORTED_EFFECTS.contains(&e.value.as_str()) => {}
+        Some(e) => problems.push(model_problem(format!(
+            "policy_effect `{}` is not supported by casbin-rs (supported: {})",
+            e.value.replace("p_eft", "p.eft"),
+            SUPPORTED_EFFECTS
+                .iter()
+                .map(|s| format!("`{}`", s.replace("p_eft", "p.eft")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+        None => problems.push(model_problem("no [policy_effect] `e = …`".to_owned())),
+    }
+    problems
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+impl Policy {
+    /// Parse and validate the model, every policy line (against `known`) and the principals,
+    /// reporting all problems at once; build the enforcer (principals mapped to roles with
+    /// `g` lines); probe one request under `catch_unwind`, so a model casbin-rs would panic
+    /// or fail on at enforce time is refused here.
+    pub async fn compile(
+        model: &str,
+        policy: &str,
+        principals: &[Principal],
+        known: &Known,
+    ) -> Result<Policy> {
+        let (lines, mut problems) = parse_policy(policy, known);
+        problems.extend(check_principals(principals));
+        let parsed = match DefaultModel::from_str(model).await {
+            Ok(parsed) => {
+                problems.extend(check_model(&parsed));
+                Some(parsed)
+            }
+            Err(e) => {
+                problems.push(model_problem(format!("does not parse: {e}")));
+                None
+            }
+        };
+        let Some(parsed) = parsed.filter(|_| problems.is_empty()) else {
+            return Err(PolicyError::Invalid(problems));
+        };
+        let refuse = |message: String| PolicyError::Invalid(vec![model_problem(message)]);
+
+        let mut enforcer = Enforcer::new(parsed, MemoryAdapter::default())
+            .await
+            .map_err(|e| refuse(format!("casbin cannot build an enforcer from it: {e}")))?;
+        let roles: Vec<Vec<String>> = principals
+            .iter()
+            .flat_map(|p| p.roles.iter().map(|r| vec![p.id.clone(), r.clone()]))
+            .collect();
+        let rules: Vec<Vec<String>> = lines.iter().map(Line::rule).collect();
+        let model = enforcer.get_mut_model();
+        model.add_policies("g", "g", roles);
+        model.add_policies("p", "p", rules);
+        enforcer
+            .build_role_links()
+            .map_err(|e| refuse(format!("casbin cannot map principals to roles: {e}")))?;
+
+        let probe: Vec<String> = ["", "4201", "*", "", "", "read_audit", "", ALWAYS]
+            .map(String::from)
+            .into();
+        match catch_unwind(AssertUnwindSafe(|| enforcer.enforce(probe))) {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(refuse(format!("casbin fails to enforce with it: {e}"))),
+            Err(panic) => {
+                return Err(refuse(format!(
+                    "casbin-rs panics when enforcing with it: {}",
+                    panic_message(&*panic)
+                )));
+            }
+        }
+
+        let by_rule = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.rule(), i))
+            .collect();
+        let named_columns = lines
+            .iter()
+            .filter(|l| l.object.contains('.') && !l.object.starts_with("source:"))
+            .map(|l| l.object.clone())
+            .collect();
+        Ok(Policy {
+            text: policy.to_owned(),
+            lines,
+            by_rule,
+            named_columns,
+            principals: principals
+                .iter()
+                .map(|p| (p.id.clone(), p.clone()))
+                .collect(),
+            enforcer,
+            cache: Mutex::new(HashMap::new()),
+            enforce_calls: AtomicU64::new(0),
+        })
+    }
+
+    /// The policy text as compiled.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The number of policy lines (blank lines and comments not counted).
+    pub fn line_count(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// How many times this policy has called Casbin's enforce (decisions served from the
+    /// cache call it no more).
+    pub fn enforce_calls(&self) -> u64 {
+        self.enforce_calls.load(Ordering::Relaxed)
+    }
+
+    /// The decision for one table, cached by (principal id, purpose, ids of the active
+    /// emergencies relevant to the principal's jurisdiction, table). `now` decides which
+    /// emergencies are active.
+    ///
+    /// A principal that differs from the one the policy was compiled with (unknown id, other
+    /// roles or area) is denied everything: the configuration changed and the policy must be
+    /// recompiled.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        purpose: Option<&str>,
+        emergencies: &[Emergency],
+        now: DateTime<Utc>,
+        table: &TableInfo,
+    ) -> Arc<TableDecision> {
+        if self.principals.get(&principal.id) != Some(principal) {
+            return Arc::new(Self::unknown_principal(principal, table));
+        }
+        let relevant: Vec<(&Emergency, Reach)> = emergencies
+            .iter()
+            .filter(|e| e.is_active(now))
+            .filter_map(|e| e.reach(&principal.area).map(|r| (e, r)))
+            .collect();
+        let mut ids: Vec<i64> = relevant.iter().map(|(e, _)| e.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let key = DecisionKey {
+            principal: principal.id.clone(),
+            purpose: purpose.map(str::to_owned),
+            emergencies: ids,
+            table: table.clone(),
+        };
+        if let Some(hit) = self.lock_cache().get(&key) {
+            return Arc::clone(hit);
+        }
+
+        let covering = relevant.iter().any(|(_, r)| *r == Reach::Covering);
+        // Under a covering emergency every row is in one: inside ones add nothing.
+        let mut inside: Vec<String> = if covering {
+            Vec::new()
+        } else {
+            relevant.iter().map(|(e, _)| e.area.clone()).collect()
+        };
+        inside.sort();
+        inside.dedup();
+        let who = Who {
+            principal,
+            purpose: purpose.unwrap_or(""),
+        };
+        let decision = Arc::new(self.compute(&who, covering, &inside, table));
+
+        let mut cache = self.lock_cache();
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key, Arc::clone(&decision));
+        decision
+    }
+
+    /// Whether the principal may do a hub action: `manage_policy`, `declare_emergency`,
+    /// `read_audit` (lines with object `*`; not bound to purposes or emergencies).
+    pub fn allows(&self, principal: &Principal, action: &str) -> bool {
+        if self.principals.get(&principal.id) != Some(principal) {
+            return false;
+        }
+        let who = Who {
+            principal,
+            purpose: "",
+        };
+        let req = Req {
+            tbl: "*",
+            col: "",
+            tag: "",
+        };
+        self.check(&who, action, &req, false).allowed
+    }
+
+    /// Whether the principal may pull `table` into a local replica. What the replica holds is
+    /// still [`Policy::decide`]'s decision for the same principal and purpose.
+    pub fn may_pull(
+        &self,
+        principal: &Principal,
+        purpose: Option<&str>,
+        table: &TableInfo,
+    ) -> bool {
+        if self.principals.get(&principal.id) != Some(principal) {
+            return false;
+        }
+        let who = Who {
+            principal,
+            purpose: purpose.unwrap_or(""),
+        };
+        let object = table.object();
+        let req = Req {
+            tbl: &object,
+            col: "",
+            tag: "",
+        };
+        self.check(&who, "pull", &req, false).allowed
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, Arc<TableDecision>>> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that
+        // matters: entries are inserted whole.
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unknown_principal(principal: &Principal, table: &TableInfo) -> TableDecision {
+        let reason = format!(
+            "principal '{}' is not the one the policy was compiled with (unknown id, or its \
+             roles or area changed): reload the configuration",
+            principal.id
+        );
+        TableDecision {
+            table: table.name.clone(),
+            rows: RowAccess::Denied,
+            row_lines: Vec::new(),
+            columns: table
+                .columns
+                .iter()
+                .map(|c| ColumnDecision {
+                    column: c.name.clone(),
+                    tag: c.tag,
+                    access: Access::Denied,
+                    emergency_clear_areas: Vec::new(),
+                    emergency_masked_areas: Vec::new(),
+                    lines: Vec::new(),
+                    hint: Some(reason.clone()),
+                })
+                .collect(),
+            reason: Some(reason),
+        }
+    }
+
+    fn compute(
+        &self,
+        who: &Who,
+        covering: bool,
+        inside: &[String],
+        table: &TableInfo,
+    ) -> TableDecision {
+        let object = table.object();
+        let row_req = Req {
+            tbl: &object,
+            col: "",
+            tag: "",
+        };
+        let mut row_verdicts = Vec::new();
+        let mut rows = RowAccess::Denied;
+        if table.has_area_code {
+            let v = self.check(who, "read_rows", &row_req, covering);
+            if v.allowed {
+                rows = RowAccess::Jurisdiction(who.principal.area.clone());
+            }
+            row_verdicts.push(v);
+        }
+        if rows == RowAccess::Denied {
+            let v = self.check(who, "read_all_rows", &row_req, covering);
+            if v.allowed {
+                rows = RowAccess::All;
+            }
+            row_verdicts.push(v);
+        }
+        let row_lines = self.render(&row_verdicts);
+
+        if rows == RowAccess::Denied {
+            let mut actions = vec![(
+                "read_all_rows",
+                format!("reading all rows of {}", table.name),
+            )];
+            if table.has_area_code {
+                actions.insert(0, ("read_rows", format!("reading rows of {}", table.name)));
+            }
+            let reason = self.hint(who, &row_req, covering, &actions, &row_verdicts);
+            return TableDecision {
+                table: table.name.clone(),
+                rows,
+                row_lines,
+                columns: table
+                    .columns
+                    .iter()
+                    .map(|c| ColumnDecision {
+                        column: c.name.clone(),
+                        tag: c.tag,
+                        access: Access::Denied,
+                        emergency_clear_areas: Vec::new(),
+                        emergency_masked_areas: Vec::new(),
+                        lines: Vec::new(),
+                        hint: Some(reason.clone()),
+                    })
+                    .collect(),
+                reason: Some(reason),
+            };
+        }
+
+        // Columns no line names share their tag's decision: one computation per group.
+        let mut groups: HashMap<String, GroupDecision> = HashMap::new();
+        let mut columns = Vec::with_capacity(table.columns.len());
+        for c in &table.columns {
+            let col_object = format!("{}.{}", table.name, c.name);
+            let named = table.columns_nameable() && self.named_columns.contains(&col_object);
+            let tag_object = format!("tag:{}", c.tag);
+            let group_key = if named {
+                col_object.clone()
+            } else {
+                tag_object.clone()
+            };
+            let group = groups.entry(group_key).or_insert_with(|| {
+                let req = Req {
+                    tbl: &object,
+                    col: if named { &col_object } else { "" },
+                    tag: &tag_object,
+                };
+                self.group(who, &req, covering, !inside.is_empty())
+            });
+            let areas = |a: Access| {
+                if group.emergency_access == Some(a) {
+                    inside.to_vec()
+                } else {
+                    Vec::new()
+                }
+            };
+            columns.push(ColumnDecision {
+                column: c.name.clone(),
+                tag: c.tag,
+                access: group.access,
+                emergency_clear_areas: areas(Access::Clear),
+                emergency_masked_areas: areas(Access::Masked),
+                lines: group.lines.clone(),
+                hint: group.hint.clone(),
+            });
+        }
+        TableDecision {
+            table: table.name.clone(),
+            rows,
+            row_lines,
+            columns,
+            reason: None,
+        }
+    }
+
+    /// Clear if read_clear is allowed, else masked if read_masked, else denied; then, with
+    /// emergencies inside the jurisdiction, whether the emergency state gives better access.
+    fn group(&self, who: &Who, req: &Req, covering: bool, inside: bool) -> GroupDecision {
+        let mut verdicts = vec![self.check(who, "read_clear", req, covering)];
+        let mut access = Access::Clear;
+        if !verdicts[0].allowed {
+            let masked = self.check(who, "read_masked", req, covering);
+            access = if masked.allowed {
+                Access::Masked
+            } else {
+                Access::Denied
+            };
+            verdicts.push(masked);
+        }
+        let hint = match access {
+            Access::Clear => None,
+            Access::Masked => Some(self.hint(
+                who,
+                req,
+                covering,
+                &[("read_clear", "clear read".into())],
+                &verdicts,
+            )),
+            Access::Denied => Some(self.hint(
+                who,
+                req,
+                covering,
+                &[
+                    ("read_clear", "clear read".into()),
+                    ("read_masked", "masked read".into()),
+                ],
+                &verdicts,
+            )),
+        };
+        let mut emergency_access = None;
+        if inside && access != Access::Clear {
+            let clear = self.check(who, "read_clear", req, true);
+            let better = if clear.allowed {
+                Access::Clear
+            } else if access == Access::Denied {
+                let masked = self.check(who, "read_masked", req, true);
+                let better = if masked.allowed {
+                    Access::Masked
+                } else {
+                    Access::Denied
+                };
+                verdicts.push(masked);
+                better
+            } else {
+                access
+            };
+            verdicts.push(clear);
+            if better.rank() > access.rank() {
+                emergency_access = Some(better);
+            }
+        }
+        GroupDecision {
+            access,
+            emergency_access,
+            lines: self.render(&verdicts),
+            hint,
+        }
+    }
+
+    /// One enforce call (counted). Casbin errors deny: fail closed.
+    fn check(&self, who: &Who, action: &str, req: &Req, emergency: bool) -> Verdict {
+        self.enforce_calls.fetch_add(1, Ordering::Relaxed);
+        let p = who.principal;
+        let request: Vec<String> = [
+            p.id.as_str(),
+            p.area.as_str(),
+            req.tbl,
+            req.col,
+            req.tag,
+            action,
+            who.purpose,
+            if emergency { EMERGENCY } else { ALWAYS },
+        ]
+        .map(String::from)
+        .into();
+        match self.enforcer.enforce_ex(request) {
+            Ok((allowed, rules)) => Verdict {
+                allowed,
+                lines: rules
+                    .iter()
+                    .filter_map(|r| self.by_rule.get(r).copied())
+                    .collect(),
+                error: None,
+            },
+            Err(e) => Verdict {
+                allowed: false,
+                lines: Vec::new(),
+                error: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// The deciding lines of some verdicts, each once, in policy order.
+    fn render(&self, verdicts: &[Verdict]) -> Vec<String> {
+        let mut indices: Vec<usize> = verdicts.iter().flat_map(|v| v.lines.clone()).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        let mut out: Vec<String> = indices.iter().map(|&i| self.lines[i].render()).collect();
+        out.extend(
+            verdicts
+                .iter()
+                .filter_map(|v| v.error.as_ref())
+                .map(|e| format!("casbin error (denied): {e}")),
+        );
+        out
+    }
+
+    /// One sentence on what would allow each of `actions` (action, label): the purposes,
+    /// emergencies or roles the policy's allow lines for this object ask for. Actions no line
+    /// allows are left out unless none is allowed by any line.
+    fn hint(
+        &self,
+        who: &Who,
+        req: &Req,
+        emergency: bool,
+        actions: &[(&str, String)],
+        verdicts: &[Verdict],
+    ) -> String {
+        let deny_lines: Vec<String> = verdicts
+            .iter()
+            .flat_map(|v| &v.lines)
+            .map(|&i| &self.lines[i])
+            .filter(|l| !l.allow)
+            .map(|l| l.number.to_string())
+            .collect();
+        let parts: Vec<String> = actions
+            .iter()
+            .filter_map(|(action, label)| {
+                let (alternatives, overridden) = self.alternatives(who, req, emergency, action);
+                if overridden {
+                    Some(format!(
+                        "{label} is denied by a deny line{}",
+                        if deny_lines.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (line {})", deny_lines.join(", "))
+                        }
+                    ))
+                } else if alternatives.is_empty() {
+                    None
+                } else {
+                    Some(format!("{label} needs {}", or_list(&alternatives)))
+                }
+            })
+            .collect();
+        if parts.is_empty() {
+            let labels: Vec<&str> = actions.iter().map(|(_, l)| l.as_str()).collect();
+            format!("no policy line allows {}", labels.join(" or "))
+        } else {
+            parts.join("; ")
+        }
+    }
+
+    /// The conditions of each allow line for `action` on this object that the request does
+    /// not meet, as "purpose X and a declared emergency (role R)"; and whether one of the
+    /// principal's lines fully applies (then only a deny line can have refused).
+    fn alternatives(
+        &self,
+        who: &Who,
+        req: &Req,
+        emergency: bool,
+        action: &str,
+    ) -> (Vec<String>, bool) {
+        // The principal's own roles first: what it could do itself comes before who else can.
+        let (mut own_alternatives, mut others) = (Vec::new(), Vec::new());
+        let mut overridden = false;
+        let objects = ["*", req.tbl, req.col, req.tag];
+        for line in &self.lines {
+            if !line.allow || line.action != action || !objects.contains(&line.object.as_str()) {
+                continue;
+            }
+            let own = who.principal.roles.contains(&line.role);
+            if own && !line.area_matches(&who.principal.area) {
+                continue;
+            }
+            let mut conditions = Vec::new();
+            if line.purpose != "*" && (!own || line.purpose != who.purpose) {
+                conditions.push(format!("purpose {}", line.purpose));
+            }
+            if line.emergency == EMERGENCY && (!own || !emergency) {
+                conditions.push("a declared emergency".to_owned());
+            }
+            let alternative = match (own, conditions.is_empty()) {
+                (true, true) => {
+                    overridden = true;
+                    continue;
+                }
+                (false, true) => format!("role {}", line.role),
+                (_, false) => format!("{} (role {})", conditions.join(" and "), line.role),
+            };
+            let list = if own {
+                &mut own_alternatives
+            } else {
+                &mut others
+            };
+            if !list.contains(&alternative) {
+                list.push(alternative);
+            }
+        }
+        own_alternatives.extend(others);
+        (own_alternatives, overridden)
+    }
+}
+
+/// "a or b or c", at most four named, then "(and N more)".
+fn or_list(items: &[String]) -> String {
+    const SHOWN: usize = 4;
+    let mut out = items[..items.len().min(SHOWN)].join(" or ");
+    if items.len() > SHOWN {
+        out.push_str(&format!(" (and {} more)", items.len() - SHOWN));
+    }
+    out
+}

@@ -1,0 +1,371 @@
+//! Access policy end to end: row filters against the generator's truth, bypass attempts,
+//! emergencies with a test clock, policy administration and the audit log.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use gridhub_engine::Hub;
+use gridhub_synth::DEMO_PRINCIPALS;
+use gridhub_tests::{TestCity, query, rows};
+
+const SCALE: usize = 2_000;
+
+async fn as_rows(
+    hub: &Hub,
+    who: &str,
+    purpose: Option<&str>,
+    sql: &str,
+) -> Vec<Vec<Option<String>>> {
+    let answer = hub
+        .query_as(who, purpose, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{who}: {sql}\nfailed: {e}"));
+    rows(&answer.batches)
+}
+
+async fn denied(hub: &Hub, who: &str, purpose: Option<&str>, sql: &str) -> String {
+    match hub.query_as(who, purpose, sql).await {
+        Ok(a) => panic!("{who}: {sql}\nwas answered: {:?}", rows(&a.batches)),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn area_of(id: &str) -> &'static str {
+    DEMO_PRINCIPALS.iter().find(|p| p.0 == id).unwrap().3
+}
+
+#[tokio::test]
+async fn each_principal_sees_exactly_its_jurisdiction() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    for (id, _, role, area) in DEMO_PRINCIPALS {
+        if matches!(role, "security_officer" | "auditor") {
+            let e = denied(&hub, id, None, "SELECT count(*) FROM person").await;
+            assert!(e.contains("access denied"), "{id}: {e}");
+            continue;
+        }
+        let got = as_rows(&hub, id, None, "SELECT count(*) FROM person").await;
+        let n: u64 = got[0][0].as_deref().unwrap().parse().unwrap();
+        assert_eq!(n, city.truth.persons_in_area(area), "{id} ({role}, {area})");
+        let outside = as_rows(
+            &hub,
+            id,
+            None,
+            &format!("SELECT count(*) FROM person WHERE area_code NOT LIKE '{area}%' OR area_code IS NULL"),
+        )
+        .await;
+        assert_eq!(outside[0][0].as_deref(), Some("0"), "{id}");
+    }
+}
+
+/// Clear values an operator sees, to look for in governed answers.
+async fn clear_values(hub: &Hub) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for r in query(hub, "SELECT id_number, phone, name FROM person").await {
+        out.extend(r.into_iter().flatten());
+    }
+    for r in query(
+        hub,
+        "SELECT DISTINCT health_code FROM health_record WHERE health_code IS NOT NULL",
+    )
+    .await
+    {
+        out.extend(r.into_iter().flatten());
+    }
+    out
+}
+
+#[tokio::test]
+async fn bypass_attempts_return_no_clear_value_and_nothing_outside_the_jurisdiction() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    let clear = clear_values(&hub).await;
+    let some_phone = query(
+        &hub,
+        "SELECT phone FROM person WHERE phone IS NOT NULL AND area_code LIKE '420106009%' LIMIT 1",
+    )
+    .await[0][0]
+        .clone()
+        .unwrap();
+    let attempts = [
+        "SELECT * FROM person".to_string(),
+        "SELECT p.id_number, p.phone, h.* FROM person p JOIN health_record h ON p.person_id = h.person_id".into(),
+        "SELECT a.phone, b.id_number FROM person a JOIN person b ON a.phone = b.phone".into(),
+        "SELECT * FROM person WHERE id_number IN (SELECT id_number FROM person WHERE phone IS NOT NULL)".into(),
+        "WITH x AS (SELECT id_number, phone, name FROM person) SELECT * FROM x".into(),
+        "SELECT id_number AS v FROM person UNION SELECT phone FROM person UNION SELECT name FROM person".into(),
+        "SELECT id_number, phone, row_number() OVER (PARTITION BY phone ORDER BY id_number) FROM person".into(),
+        "SELECT phone, count(*) FROM person GROUP BY phone".into(),
+        "SELECT max(id_number), min(phone), string_agg(name, ',') FROM person".into(),
+        "SELECT health_code, count(*) FROM health_record GROUP BY health_code".into(),
+    ];
+    for who in ["zhao.street", "zhou.volunteer"] {
+        let area = area_of(who);
+        for sql in &attempts {
+            let answer = hub.query_as(who, None, sql).await;
+            let Ok(answer) = answer else {
+                // The volunteer may not read health data at all; the street officer reads
+                // everything here, masked.
+                assert_eq!(who, "zhou.volunteer", "{sql} was refused");
+                continue;
+            };
+            for row in rows(&answer.batches) {
+                for cell in row.into_iter().flatten() {
+                    for part in cell.split(',') {
+                        assert!(
+                            !clear.contains(part),
+                            "{who}: {sql}\nreturned the clear value {part}"
+                        );
+                    }
+                    if cell.len() >= 12
+                        && cell.chars().all(|c| c.is_ascii_digit())
+                        && cell.starts_with("42")
+                    {
+                        assert!(cell.starts_with(area), "{who}: {sql}\nreturned area {cell}");
+                    }
+                }
+            }
+        }
+        // Predicates see the masked value only.
+        for sql in [
+            format!("SELECT count(*) FROM person WHERE phone = '{some_phone}'"),
+            "SELECT count(*) FROM person WHERE id_number LIKE '4201061980%'".into(),
+            "SELECT count(*) FROM person WHERE substr(id_number, 7, 4) = '1980'".into(),
+        ] {
+            let n = as_rows(&hub, who, None, &sql).await;
+            assert_eq!(n[0][0].as_deref(), Some("0"), "{who}: {sql}");
+        }
+        // A range on a masked column counts exactly what the masked values satisfy.
+        let expected = query(
+            &hub,
+            &format!("SELECT count(*) FROM person WHERE gh_mask_id_number(id_number) > '4201060' AND area_code LIKE '{area}%'"),
+        )
+        .await;
+        let got = as_rows(
+            &hub,
+            who,
+            None,
+            "SELECT count(*) FROM person WHERE id_number > '4201060'",
+        )
+        .await;
+        assert_eq!(got, expected, "{who}");
+        // Everything that is not a governed table is refused.
+        for sql in [
+            "EXPLAIN SELECT * FROM person",
+            "SELECT * FROM information_schema.tables",
+            "SELECT * FROM system.sources",
+            "SELECT * FROM live.person",
+            "SELECT * FROM \"src_community_register\".\"居民\"",
+            "SELECT * FROM _rejects",
+            "SELECT * FROM generate_series(1, 3)",
+            "CREATE VIEW v AS SELECT * FROM person",
+            "SET datafusion.catalog.information_schema = true",
+        ] {
+            let e = denied(&hub, who, None, sql).await;
+            assert!(
+                e.contains("denied") || e.contains("refused") || e.contains("unknown table"),
+                "{who}: {sql}: {e}"
+            );
+        }
+    }
+    // A red health code without a purpose: the street officer reads masked (null) codes.
+    let red = as_rows(
+        &hub,
+        "zhao.street",
+        None,
+        "SELECT count(*) FROM health_record WHERE health_code = 'red'",
+    )
+    .await;
+    assert_eq!(red[0][0].as_deref(), Some("0"));
+    // The volunteer may not name the column at all, and is told why.
+    let e = denied(
+        &hub,
+        "zhou.volunteer",
+        None,
+        "SELECT count(*) FROM health_record WHERE health_code = 'red'",
+    )
+    .await;
+    assert!(
+        e.contains("health_code") || e.contains("health_record"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn emergency_opens_location_inside_its_area_and_closes_at_expiry() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    let worker = "chen.community";
+    let area = area_of(worker);
+    let sql = "SELECT count(lat) FROM location_trace";
+    let e = denied(&hub, worker, Some("epidemic_response"), sql).await;
+    assert!(
+        e.contains("location_trace.lat") && e.contains("location"),
+        "{e}"
+    );
+
+    let now = Utc::now();
+    let until = now + Duration::hours(1);
+    let em = hub
+        .emergency_declare("qian.security", area, until, "outbreak drill")
+        .await
+        .unwrap();
+    let expected = query(
+        &hub,
+        &format!("SELECT count(lat) FROM location_trace WHERE area_code LIKE '{area}%'"),
+    )
+    .await;
+    assert_ne!(
+        expected[0][0].as_deref(),
+        Some("0"),
+        "the test city has traces in {area}"
+    );
+    assert_eq!(
+        as_rows(&hub, worker, Some("epidemic_response"), sql).await,
+        expected
+    );
+
+    // Two hours later, nobody having acted, it is closed again.
+    hub.governance()
+        .set_clock(Arc::new(move || until + Duration::hours(1)));
+    denied(&hub, worker, Some("epidemic_response"), sql).await;
+    let listed = hub.emergency_list("qian.security").unwrap();
+    assert!(listed.iter().any(|(e, active)| e.id == em.id && !active));
+    // A worker may not declare one.
+    let e = hub
+        .emergency_declare(worker, area, until, "no")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("declare_emergency"), "{e}");
+}
+
+#[tokio::test]
+async fn an_invalid_policy_is_refused_and_the_active_one_stays() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    let officer = "qian.security";
+    let before = hub.policy_history(officer).unwrap();
+    let e = hub
+        .policy_apply(
+            officer,
+            "p, wizard, *, person, read_rows, *, -, allow\n",
+            "bad",
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("wizard"), "{e}");
+    assert_eq!(hub.policy_history(officer).unwrap().len(), before.len());
+    assert_eq!(
+        as_rows(&hub, "zhao.street", None, "SELECT count(phone) FROM person")
+            .await
+            .len(),
+        1
+    );
+
+    // A valid change applies at once; rollback restores the old decisions.
+    let text = format!(
+        "{}\np, street_officer, *, person.phone, read_masked, *, -, deny\n",
+        gridhub_policy::DEFAULT_POLICY
+    );
+    let v = hub.policy_apply(officer, &text, "no phones").await.unwrap();
+    let e = denied(&hub, "zhao.street", None, "SELECT phone FROM person").await;
+    assert!(e.contains("person.phone"), "{e}");
+    hub.policy_rollback(officer, v.version - 1).await.unwrap();
+    as_rows(
+        &hub,
+        "zhao.street",
+        None,
+        "SELECT phone FROM person LIMIT 1",
+    )
+    .await;
+    // Only a policy manager may apply.
+    let e = hub
+        .policy_apply("zhao.street", &text, "mine")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("manage_policy"), "{e}");
+}
+
+#[tokio::test]
+async fn health_reads_are_audited_by_person_and_tampering_is_detected() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    let answer = as_rows(
+        &hub,
+        "sun.health",
+        Some("epidemic_response"),
+        "SELECT person_id, health_code FROM health_record WHERE health_code = 'red'",
+    )
+    .await;
+    assert!(!answer.is_empty(), "the test city has red codes");
+    let person = answer[0][0].clone().unwrap();
+    let found = hub
+        .audit_search(
+            "wu.audit",
+            &gridhub_audit::AuditFilter {
+                person_id: Some(person.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(found.len(), 1, "one read returned {person}");
+    let rec = &found[0].record;
+    assert_eq!(rec.principal, "sun.health");
+    assert_eq!(rec.purpose.as_deref(), Some("epidemic_response"));
+    assert_eq!(rec.rows, Some(answer.len() as u64));
+    // Denied reads are audited too, as denied.
+    denied(
+        &hub,
+        "zhou.volunteer",
+        None,
+        "SELECT health_code FROM health_record",
+    )
+    .await;
+    let denials = hub
+        .audit_search(
+            "wu.audit",
+            &gridhub_audit::AuditFilter {
+                principal: Some("zhou.volunteer".into()),
+                outcome: Some(gridhub_audit::Outcome::Denied),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(denials.len(), 1);
+    assert!(hub.audit_verify("wu.audit").unwrap().ok());
+    // The auditor reads no resident data.
+    denied(&hub, "wu.audit", None, "SELECT * FROM person").await;
+
+    // Edit a record behind the hub's back.
+    let db = city.dir.path().join(".gridhub/audit.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let seq = found[0].seq as i64;
+    let triggers: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    for t in triggers {
+        conn.execute_batch(&format!("DROP TRIGGER \"{t}\""))
+            .unwrap();
+    }
+    let changed = conn
+        .execute(
+            "UPDATE audit_log SET record = replace(record, 'sun.health', 'li.district') WHERE seq = ?1",
+            [seq],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let report = hub.audit_verify("wu.audit").unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.seq == found[0].seq),
+        "{:?}",
+        report.problems
+    );
+}
