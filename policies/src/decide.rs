@@ -88,6 +88,29 @@ pub struct TableDecision {
 }
 
 impl TableDecision {
+    /// A table closed to the principal: no rows, every column denied with `reason` as hint.
+    fn closed(table: &TableInfo, row_lines: Vec<String>, reason: String) -> TableDecision {
+        TableDecision {
+            table: table.name.clone(),
+            rows: RowAccess::Denied,
+            row_lines,
+            columns: table
+                .columns
+                .iter()
+                .map(|c| ColumnDecision {
+                    column: c.name.clone(),
+                    tag: c.tag,
+                    access: Access::Denied,
+                    emergency_clear_areas: Vec::new(),
+                    emergency_masked_areas: Vec::new(),
+                    lines: Vec::new(),
+                    hint: Some(reason.clone()),
+                })
+                .collect(),
+            reason: Some(reason),
+        }
+    }
+
     /// The decision for one column by name.
     pub fn column(&self, name: &str) -> Option<&ColumnDecision> {
         self.columns.iter().find(|c| c.column == name)
@@ -449,25 +472,7 @@ impl Policy {
              roles or area changed): reload the configuration",
             principal.id
         );
-        TableDecision {
-            table: table.name.clone(),
-            rows: RowAccess::Denied,
-            row_lines: Vec::new(),
-            columns: table
-                .columns
-                .iter()
-                .map(|c| ColumnDecision {
-                    column: c.name.clone(),
-                    tag: c.tag,
-                    access: Access::Denied,
-                    emergency_clear_areas: Vec::new(),
-                    emergency_masked_areas: Vec::new(),
-                    lines: Vec::new(),
-                    hint: Some(reason.clone()),
-                })
-                .collect(),
-            reason: Some(reason),
-        }
+        TableDecision::closed(table, Vec::new(), reason)
     }
 
     fn compute(
@@ -510,25 +515,7 @@ impl Policy {
                 actions.insert(0, ("read_rows", format!("reading rows of {}", table.name)));
             }
             let reason = self.hint(who, &row_req, covering, &actions, &row_verdicts);
-            return TableDecision {
-                table: table.name.clone(),
-                rows,
-                row_lines,
-                columns: table
-                    .columns
-                    .iter()
-                    .map(|c| ColumnDecision {
-                        column: c.name.clone(),
-                        tag: c.tag,
-                        access: Access::Denied,
-                        emergency_clear_areas: Vec::new(),
-                        emergency_masked_areas: Vec::new(),
-                        lines: Vec::new(),
-                        hint: Some(reason.clone()),
-                    })
-                    .collect(),
-                reason: Some(reason),
-            };
+            return TableDecision::closed(table, row_lines, reason);
         }
 
         // Columns no line names share their tag's decision: one computation per group.

@@ -14,7 +14,8 @@
 //!    aggregate of the user's query — pushed down or not — sees only the masked value.
 //! 4. The user's query is planned in a session whose catalog holds nothing but those views
 //!    (no information_schema). Before it runs, every scan in the plan, subqueries included,
-//!    must be one of the policy views: otherwise the query is refused.
+//!    must be the guarded real table under one of those views ([`GuardedTable`]; DataFusion
+//!    inlines views while planning): otherwise the query is refused.
 //! 5. The outcome is appended to the audit log (durably) before the result is returned.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -375,44 +376,8 @@ fn mentions(expr: &str, column: &str) -> bool {
     }
 }
 
-/// A table as a principal sees it: the policy's view over the real table. Only these can be
-/// scanned by a governed query.
-#[derive(Debug)]
-pub struct PolicyView {
-    view: ViewTable,
-    pub decision: Arc<TableDecision>,
-}
-
-#[async_trait]
-impl TableProvider for PolicyView {
-    fn schema(&self) -> SchemaRef {
-        self.view.schema()
-    }
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-    fn get_logical_plan(&self) -> Option<std::borrow::Cow<'_, LogicalPlan>> {
-        self.view.get_logical_plan()
-    }
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        self.view.supports_filters_pushdown(filters)
-    }
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        self.view.scan(state, projection, filters, limit).await
-    }
-}
-
-/// The real table under a policy view. It only exists inside the plans [`PolicyView`]s
-/// build, so a scan of it in a planned query proves the policy's filter and masks sit above
+/// The real table under a policy view. It only exists inside the plans
+/// [`Hub::policy_view`] builds, so a scan of it in a planned query proves the policy's filter and masks sit above
 /// it (DataFusion inlines views while planning, so the view itself leaves no scan).
 #[derive(Debug)]
 pub struct GuardedTable(Arc<dyn TableProvider>);
@@ -456,6 +421,15 @@ fn column(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
+/// NULL of a column's type: what a masked or closed value reads as.
+fn typed_null(data_type: &DataType) -> Result<Expr> {
+    ScalarValue::try_from(data_type)
+        .map(lit)
+        .map_err(|e| EngineError::Query {
+            message: e.to_string(),
+        })
+}
+
 fn in_areas(areas: &[String]) -> Expr {
     areas
         .iter()
@@ -483,11 +457,7 @@ impl Hub {
                     message: e.to_string(),
                 })?
                 .call(vec![column(name)]),
-            None => lit(
-                ScalarValue::try_from(data_type).map_err(|e| EngineError::Query {
-                    message: e.to_string(),
-                })?,
-            ),
+            None => typed_null(data_type)?,
         })
     }
 
@@ -501,12 +471,10 @@ impl Hub {
         if c.emergency_clear_areas.is_empty() && c.emergency_masked_areas.is_empty() {
             return Ok(base);
         }
-        let null = lit(
-            ScalarValue::try_from(data_type).map_err(|e| EngineError::Query {
-                message: e.to_string(),
-            })?,
-        );
-        let mut otherwise = base.unwrap_or(null);
+        let mut otherwise = match base {
+            Some(e) => e,
+            None => typed_null(data_type)?,
+        };
         if !c.emergency_masked_areas.is_empty() {
             otherwise = when(
                 in_areas(&c.emergency_masked_areas),
@@ -534,8 +502,8 @@ impl Hub {
         &self,
         reference: TableReference,
         provider: Arc<dyn TableProvider>,
-        decision: Arc<TableDecision>,
-    ) -> Result<PolicyView> {
+        decision: &TableDecision,
+    ) -> Result<ViewTable> {
         let err = |e: DataFusionError| EngineError::Query {
             message: e.to_string(),
         };
@@ -577,10 +545,7 @@ impl Hub {
             });
         }
         let plan = plan.project(exprs).map_err(err)?.build().map_err(err)?;
-        Ok(PolicyView {
-            view: ViewTable::new(plan, None),
-            decision,
-        })
+        Ok(ViewTable::new(plan, None))
     }
 
     /// Resolve a table a governed query names: (schema, table, the name policies know it by).
@@ -750,7 +715,7 @@ impl Hub {
             let view = self.policy_view(
                 TableReference::partial(schema.as_str(), table.as_str()),
                 provider,
-                decision,
+                &decision,
             )?;
             let schema_provider = match catalog.schema(&schema) {
                 Some(s) => s,
@@ -813,9 +778,7 @@ fn verify_only_policy_views(plan: &LogicalPlan) -> Result<()> {
                 let guarded = scan
                     .source
                     .downcast_ref::<DefaultTableSource>()
-                    .is_some_and(|s| {
-                        s.table_provider.is::<GuardedTable>() || s.table_provider.is::<PolicyView>()
-                    });
+                    .is_some_and(|s| s.table_provider.is::<GuardedTable>());
                 (!guarded).then(|| format!("the scan of {} is not a policy view", scan.table_name))
             }
             LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => Some("EXPLAIN".into()),

@@ -239,7 +239,7 @@ impl Hub {
         } else {
             None
         };
-        hub.serve(current).await?;
+        hub.serve(current)?;
         hub.register_system_tables()?;
         let governed = crate::govern::governed_tables(&hub).await;
         let governance = Governance::open(governed, &hub).await?;
@@ -302,7 +302,7 @@ impl Hub {
 
     /// Serve `public.*` from a snapshot set (each table it holds) and the live views (the
     /// rest, or everything when there is no set).
-    async fn serve(&self, set: Option<SnapshotSet>) -> Result<()> {
+    fn serve(&self, set: Option<SnapshotSet>) -> Result<()> {
         for (name, live) in &self.live {
             let table = match set.as_ref().and_then(|s| s.file(name)) {
                 Some(file) => snapshot::provider(&file, live.schema())?,
@@ -543,7 +543,7 @@ impl Hub {
                 .await
                 .map_err(|e| self.describe(e))?;
             w.write(REJECTS_TABLE, rejects).await?;
-            self.serve(Some(w.commit()?)).await?;
+            self.serve(Some(w.commit()?))?;
         }
         self.store.replace_load(&stats, &shared)?;
         self.store.replace_lineage(&self.lineage())?;

@@ -21,7 +21,7 @@ mod unavailable;
 
 pub use config::{HubConfig, SourceConfig};
 pub use error::{EngineError, Result};
-pub use govern::{Governance, GovernedAnswer, PolicyView, describe_access};
+pub use govern::{Governance, GovernedAnswer, GuardedTable, describe_access};
 pub use gridhub_policy::Principal;
 pub use hub::{
     Hub, LIVE_SCHEMA, LoadSummary, NoProgress, Progress, REJECTS_TABLE, SHARED_SCHEMA,
