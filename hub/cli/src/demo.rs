@@ -59,7 +59,8 @@ pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
         println!("({:.0} ms)", started.elapsed().as_secs_f64() * 1000.0);
     }
     println!(
-        "\nAsk your own question:\n  gridhub query --config {} \"SELECT * FROM system.tables\"",
+        "\nAsk your own question, as one of the principals (`gridhub principals --config {0}`):\n  \
+         gridhub query --config {0} --as zhao.street \"SELECT name, phone, area_code FROM person LIMIT 5\"",
         config.display()
     );
     Ok(())
