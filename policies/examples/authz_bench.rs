@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use gridhub_catalog::{shared_table, shared_tables};
-use gridhub_policy::{DEFAULT_MODEL, DEFAULT_POLICY, Known, Policy, Principal, TableInfo};
+use gridhub_policy::synthetic::{community_principals, large_policy};
+use gridhub_policy::{DEFAULT_MODEL, Known, Policy, Principal, TableInfo};
 
 const TOTAL_LINES: usize = 10_000;
 const COMMUNITIES: usize = 1_000;
@@ -21,74 +22,22 @@ const COLD_SAMPLES: usize = 20;
 /// Warm queries timed.
 const WARM_QUERIES: u32 = 10_000;
 
-fn community(i: usize) -> String {
-    // 10 streets of 100 communities in district 420106.
-    format!("420106{:03}{:03}", i / 100 + 1, i % 100 + 1)
-}
-
-/// The per-community grants for community `code`.
-fn grants(code: &str) -> [String; 10] {
-    [
-        format!(
-            "p, community_worker, {code}*, health_record.chronic_conditions, read_clear, service_delivery, -, allow"
-        ),
-        format!("p, community_worker, {code}*, tag:location, read_masked, *, -, allow"),
-        format!("p, community_worker, {code}*, tag:health, read_clear, elderly_care, -, allow"),
-        format!(
-            "p, community_worker, {code}*, location_trace, read_rows, epidemic_response, -, allow"
-        ),
-        format!("p, grid_worker, {code}*, tag:location, read_clear, *, emergency, allow"),
-        format!("p, grid_worker, {code}*, location_trace, read_rows, *, emergency, allow"),
-        format!("p, grid_worker, {code}*, tag:health, read_clear, elderly_care, -, allow"),
-        format!("p, grid_worker, {code}*, person.phone, read_masked, *, -, deny"),
-        format!("p, volunteer, {code}*, person, read_rows, service_delivery, -, allow"),
-        format!("p, volunteer, {code}*, tag:contact, read_clear, service_delivery, -, allow"),
-    ]
-}
-
-fn policy_text() -> String {
-    let mut text = DEFAULT_POLICY.to_owned();
-    let mut count = gridhub_policy::count_lines(DEFAULT_POLICY);
-    'outer: for i in 0..COMMUNITIES {
-        for line in grants(&community(i)) {
-            if count == TOTAL_LINES {
-                break 'outer;
-            }
-            text.push_str(&line);
-            text.push('\n');
-            count += 1;
-        }
-    }
-    text
-}
-
-fn principal(id: String, role: &str, area: String) -> Principal {
-    Principal {
-        id,
-        name: None,
-        roles: vec![role.to_owned()],
-        area,
-    }
-}
-
 fn principals() -> Vec<Principal> {
     let mut all = vec![
-        principal("city".into(), "city_analyst", "4201".into()),
-        principal("district".into(), "district_analyst", "420106".into()),
+        Principal {
+            id: "city".into(),
+            name: None,
+            roles: vec!["city_analyst".into()],
+            area: "4201".into(),
+        },
+        Principal {
+            id: "district".into(),
+            name: None,
+            roles: vec!["district_analyst".into()],
+            area: "420106".into(),
+        },
     ];
-    for i in 0..COMMUNITIES {
-        let code = community(i);
-        all.push(principal(
-            format!("cw{i}"),
-            "community_worker",
-            code.clone(),
-        ));
-        all.push(principal(
-            format!("gw{i}"),
-            "grid_worker",
-            format!("{code}001"),
-        ));
-    }
+    all.extend(community_principals(COMMUNITIES));
     all
 }
 
@@ -98,7 +47,7 @@ fn micros(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let text = policy_text();
+    let text = large_policy(TOTAL_LINES, COMMUNITIES);
     let people = principals();
     let known = Known::shared();
     let started = Instant::now();

@@ -20,6 +20,7 @@ mod error;
 mod known;
 mod parse;
 mod store;
+pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
 

@@ -235,11 +235,11 @@ fn check_object(object: &str, known: &Known) -> Result<Object, String> {
         return tag.parse::<Tag>().map(|_| Object::Tag);
     }
     if let Some(source) = object.strip_prefix("source:") {
-        return if known.sources.iter().any(|s| s == source) {
+        return if source == "*" || known.sources.iter().any(|s| s == source) {
             Ok(Object::Source)
         } else {
             Err(format!(
-                "unknown source '{source}' (sources: {})",
+                "unknown source '{source}' (sources: *, {})",
                 list(&known.sources)
             ))
         };

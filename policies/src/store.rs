@@ -146,6 +146,16 @@ impl PolicyStore {
         })
     }
 
+    /// The number of the active policy version; `None` before the first apply. Cheap: what a
+    /// running hub checks before each query to pick up a new version.
+    pub fn active_version(&self) -> Result<Option<i64>> {
+        self.with(|c| {
+            c.query_row("SELECT max(version) FROM policy_versions", [], |row| {
+                row.get(0)
+            })
+        })
+    }
+
     /// One version, with its text.
     pub fn get(&self, version: i64) -> Result<Option<PolicyVersion>> {
         self.with(|c| {
@@ -302,6 +312,18 @@ impl PolicyStore {
                 emergency_row,
             )
             .optional()
+        })
+    }
+
+    /// The emergencies not ended and not expired at `now`, newest first: what decisions need
+    /// (the list of every emergency ever declared only grows).
+    pub fn emergencies_in_force(&self, now: DateTime<Utc>) -> Result<Vec<Emergency>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {EMERGENCY_COLUMNS} FROM emergencies \
+                 WHERE ended_at IS NULL AND until > ?1 ORDER BY id DESC"
+            ))?;
+            stmt.query_map([micros(now)], emergency_row)?.collect()
         })
     }
 

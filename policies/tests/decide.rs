@@ -426,3 +426,75 @@ fn policy_is_shared_across_threads_and_compiles_in_spawned_tasks() {
         &known,
     )));
 }
+
+/// Per-jurisdiction enforcers (the default model requires `keyMatch(r.area, p.area)`, so each
+/// holds only its jurisdiction's lines) decide exactly as one enforcer holding every line:
+/// the same model with the area term hidden in parentheses is not recognised as area-scoped.
+#[tokio::test]
+async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
+    let unscoped_model = DEFAULT_MODEL.replace(
+        "&& keyMatch(r.area, p.area)",
+        "&& (keyMatch(r.area, p.area) || r.area == \"-\")",
+    );
+    assert_ne!(unscoped_model, DEFAULT_MODEL, "the model's area term moved");
+    let (text, _) = with_lines(&[
+        "p, community_worker, 420106001003*, tag:location, read_masked, *, -, allow",
+        "p, community_worker, 420106002001*, tag:health, read_clear, *, -, allow",
+        "p, street_officer, 420106001*, person.phone, read_clear, routine, -, allow",
+        "p, street_officer, 420106002*, person, read_rows, *, -, deny",
+        "p, volunteer, 420106001003007*, tag:contact, read_clear, service_delivery, -, allow",
+    ]);
+    let mut people = principals();
+    for (role, area) in [
+        ("community_worker", "420106002001"),
+        ("street_officer", "420106002"),
+        ("volunteer", "420106001003008"),
+        ("district_analyst", "420107"),
+    ] {
+        people.push(Principal {
+            id: format!("other_{role}"),
+            name: None,
+            roles: vec![role.to_owned()],
+            area: area.to_owned(),
+        });
+    }
+    let known = Known::shared();
+    let scoped = Policy::compile(DEFAULT_MODEL, &text, &people, &known)
+        .await
+        .unwrap();
+    let unscoped = Policy::compile(&unscoped_model, &text, &people, &known)
+        .await
+        .unwrap();
+    let emergencies = [emergency(1, "420106001003", 2)];
+    assert!(scoped.is_area_scoped());
+    assert!(!unscoped.is_area_scoped());
+    let mut compared = 0;
+    for who in &people {
+        for t in gridhub_catalog::shared_tables() {
+            let t = TableInfo::shared(t);
+            for purpose in [None, Some("routine"), Some("epidemic_response")] {
+                for active in [&emergencies[..], &[]] {
+                    let a = scoped.decide(who, purpose, active, now(), &t);
+                    let b = unscoped.decide(who, purpose, active, now(), &t);
+                    assert_eq!(a, b, "{} {purpose:?} {}", who.id, t.name);
+                    compared += 1;
+                }
+            }
+        }
+        for action in ["manage_policy", "declare_emergency", "read_audit"] {
+            assert_eq!(scoped.allows(who, action), unscoped.allows(who, action));
+        }
+    }
+    assert!(compared > 500);
+    // Some decisions differ between the jurisdictions, so the comparison can fail.
+    let phone = |id: &str| {
+        let who = people.iter().find(|p| p.id == id).unwrap();
+        scoped
+            .decide(who, Some("routine"), &[], now(), &table("person"))
+            .column("phone")
+            .unwrap()
+            .access
+    };
+    assert_eq!(phone("p_street_officer"), Access::Clear);
+    assert_ne!(phone("other_street_officer"), Access::Clear);
+}

@@ -14,6 +14,7 @@ fn versions_apply_rollback_and_persist() {
     let path = dir.path().join("state/policy.db");
     let store = PolicyStore::open(&path).unwrap();
     assert_eq!(store.active().unwrap(), None);
+    assert_eq!(store.active_version().unwrap(), None);
     assert!(store.history().unwrap().is_empty());
 
     let v1 = store
@@ -21,7 +22,7 @@ fn versions_apply_rollback_and_persist() {
         .unwrap();
     assert_eq!(v1.version, 1);
     assert!(v1.active);
-    assert_eq!(v1.line_count, 116);
+    assert_eq!(v1.line_count, 118);
     assert_eq!(v1.sha256.len(), 64);
     let extra = format!("{DEFAULT_POLICY}p, auditor, *, *, manage_policy, *, -, allow\n");
     let v2 = store
@@ -33,7 +34,8 @@ fn versions_apply_rollback_and_persist() {
         )
         .unwrap();
     assert_eq!(v2.version, 2);
-    assert_eq!(v2.line_count, 117);
+    assert_eq!(v2.line_count, 119);
+    assert_eq!(store.active_version().unwrap(), Some(2));
     assert_ne!(v2.sha256, v1.sha256);
     assert_eq!(
         store.active().unwrap().unwrap().text.as_deref(),
@@ -137,4 +139,16 @@ fn emergencies_declare_end_list_and_persist() {
     );
     assert_eq!(all[1], ended);
     assert_eq!(all[0], e2);
+    // In force: e2 until it expires; e1 ended.
+    let in_force = |t| {
+        store
+            .emergencies_in_force(t)
+            .unwrap()
+            .iter()
+            .map(|e| e.id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(in_force(now()), vec![e2.id]);
+    assert_eq!(in_force(until - Duration::seconds(1)), vec![e2.id]);
+    assert_eq!(in_force(until), Vec::<i64>::new());
 }

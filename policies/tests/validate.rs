@@ -242,6 +242,6 @@ async fn default_policy_compiles_with_every_line() {
         policy.line_count(),
         gridhub_policy::count_lines(DEFAULT_POLICY)
     );
-    assert_eq!(policy.line_count(), 116);
+    assert_eq!(policy.line_count(), 118);
     assert_eq!(policy.text(), DEFAULT_POLICY);
 }

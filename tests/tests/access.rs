@@ -369,3 +369,125 @@ async fn health_reads_are_audited_by_person_and_tampering_is_detected() {
         report.problems
     );
 }
+
+/// Whether a raw admin code lies in `area` once normalised as DOMAIN.md says (white space
+/// dropped, full-width digits folded, digits only, 4/6/9/12/15 of them): computed here,
+/// independently of the mapping.
+fn raw_code_in(raw: &str, area: &str) -> bool {
+    let code: String = raw
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '０'..='９' => char::from(b'0' + (c as u32 - '０' as u32) as u8),
+            c => c,
+        })
+        .collect();
+    code.chars().all(|c| c.is_ascii_digit())
+        && matches!(code.len(), 4 | 6 | 9 | 12 | 15)
+        && code.starts_with(area)
+}
+
+#[tokio::test]
+async fn raw_tables_show_the_jurisdictions_rows_under_their_columns_tags() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    let register = "\"src_community_register\".\"居民\"";
+    let all = query(
+        &hub,
+        &format!("SELECT \"网格编码\", \"身份证号\" FROM {register}"),
+    )
+    .await;
+    for who in ["liu.grid", "chen.community"] {
+        let area = area_of(who);
+        let expected = all
+            .iter()
+            .filter(|r| r[0].as_deref().is_some_and(|c| raw_code_in(c, area)))
+            .count();
+        // (The grid may hold no register rows at this scale; the community does.)
+        assert!(expected > 0 || who == "liu.grid", "{who}");
+        let got = as_rows(
+            &hub,
+            who,
+            None,
+            &format!("SELECT \"网格编码\", \"身份证号\" FROM {register}"),
+        )
+        .await;
+        assert_eq!(got.len(), expected, "{who}: rows of {area}");
+        // Identity is clear to community and grid workers: the ID numbers as stored.
+        let ids: BTreeSet<_> = all.iter().filter_map(|r| r[1].clone()).collect();
+        assert!(
+            got.iter()
+                .all(|r| r[1].as_ref().is_none_or(|id| ids.contains(id)))
+        );
+    }
+    // Health in the health platform's raw table: masked (null) for a community worker; the
+    // resident ID that becomes the public pseudonym person_id stays identity, not public.
+    let health = as_rows(
+        &hub,
+        "chen.community",
+        None,
+        "SELECT \"健康码\", \"证件号码\" FROM \"src_district_health\".\"health_record\"",
+    )
+    .await;
+    assert!(!health.is_empty());
+    assert!(
+        health.iter().all(|r| r[0].is_none()),
+        "健康码 is health: masked"
+    );
+    // Street officers and volunteers have no raw-table line: refused.
+    for who in ["zhao.street", "zhou.volunteer"] {
+        denied(&hub, who, None, &format!("SELECT count(*) FROM {register}")).await;
+    }
+}
+
+#[tokio::test]
+async fn a_masked_place_reads_as_its_communitys_name() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    let text = format!(
+        "{}\np, street_officer, *, location_trace, read_rows, *, -, allow\n\
+         p, street_officer, *, tag:location, read_masked, *, -, allow\n\
+         p, community_worker, *, tag:location, read_masked, *, -, allow\n",
+        gridhub_policy::DEFAULT_POLICY
+    );
+    hub.policy_apply("qian.security", &text, "masked places")
+        .await
+        .unwrap();
+    let names: std::collections::BTreeMap<String, String> = query(
+        &hub,
+        "SELECT code, name FROM admin_unit WHERE length(code) = 12",
+    )
+    .await
+    .into_iter()
+    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+    .collect();
+    let got = as_rows(
+        &hub,
+        "zhao.street",
+        None,
+        "SELECT area_code, place, lat, lon, ts FROM location_trace",
+    )
+    .await;
+    assert!(!got.is_empty());
+    for r in &got {
+        let community = &r[0].as_deref().unwrap()[..12];
+        assert_eq!(r[1].as_ref(), names.get(community), "{r:?}");
+        assert!(r[2].is_none() && r[3].is_none() && r[4].is_none(), "{r:?}");
+    }
+    // The raw location table's place column feeds `place`: the same mask.
+    let raw = as_rows(
+        &hub,
+        "chen.community",
+        None,
+        "SELECT \"地点\", \"纬度\" FROM \"src_district_health\".\"location_trace\"",
+    )
+    .await;
+    assert!(!raw.is_empty());
+    let community = names.get(area_of("chen.community")).unwrap();
+    assert!(
+        raw.iter()
+            .all(|r| r[0].as_ref() == Some(community) && r[1].is_none()),
+        "{:?}",
+        &raw[..3.min(raw.len())]
+    );
+}

@@ -31,11 +31,24 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Access policies: authorisation + plan rewrite per query with a 10,000-line policy over
+    /// 1,000 communities, and the elderly query with policies on against off
+    Policy {
+        /// Number of persons (the city is generated, or reused from `bench load`)
+        #[arg(long, default_value_t = 1_000_000)]
+        scale: usize,
+        #[arg(long, default_value = "gridhub-bench")]
+        dir: PathBuf,
+        /// Runs of each query (the median is reported)
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
 pub async fn run(what: BenchCommand) -> Result<(), String> {
     match what {
         BenchCommand::Load { scale, dir, runs } => load(scale, &dir, runs.max(1)).await,
+        BenchCommand::Policy { scale, dir, runs } => policy(scale, &dir, runs.max(1)).await,
     }
 }
 
@@ -289,6 +302,217 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     table.load_preset(presets::UTF8_FULL_CONDENSED);
     table.set_header(vec![
         format!("gridhub bench load --scale {scale}"),
+        "result".into(),
+    ]);
+    for (k, v) in report {
+        table.add_row(vec![k, v]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+/// Policy lines and communities of the authorisation benchmark (issue 3).
+const POLICY_LINES: usize = 10_000;
+const POLICY_COMMUNITIES: usize = 1_000;
+/// Principals planned cold (each its first query: enforcer and decisions made).
+const COLD_PRINCIPALS: usize = 50;
+/// Warm plans of the same query by the same principal.
+const WARM_PLANS: usize = 200;
+/// A community worker with the whole city as jurisdiction: reads identity and special tags
+/// clear, so the governed elderly query returns the operator's answer, row for row.
+const BENCH_PRINCIPAL: &str = "bench.city_worker";
+
+async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
+    let err = |e: gridhub_engine::EngineError| e.to_string();
+    let opts = GenerateOptions {
+        scale,
+        ..Default::default()
+    };
+    if !is_generated(dir, &opts) {
+        let city = City::generate(&opts);
+        city.write(dir, &gridhub_synth::NoProgress)
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(dir.join(".gridhub"));
+    }
+    let mut config = gridhub_engine::HubConfig::load(&dir.join(CONFIG_FILE)).map_err(err)?;
+    config
+        .principals
+        .extend(gridhub_policy::synthetic::community_principals(
+            POLICY_COMMUNITIES,
+        ));
+    config.principals.push(gridhub_engine::Principal {
+        id: BENCH_PRINCIPAL.into(),
+        name: None,
+        roles: vec!["community_worker".into()],
+        area: "4201".into(),
+    });
+    let hub = Hub::open(config).await.map_err(err)?;
+    if hub.snapshot().is_none() {
+        hub.load(&NoProgress).await.map_err(err)?;
+    }
+    let officer = "qian.security";
+    let text = gridhub_policy::synthetic::large_policy(POLICY_LINES, POLICY_COMMUNITIES);
+    let started = Instant::now();
+    let applied = hub
+        .policy_apply(officer, &text, "bench: 10,000 lines")
+        .await
+        .map_err(err)?;
+    let apply = started.elapsed();
+    let mut report: Vec<(String, String)> = Vec::new();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    report.push((
+        "policy apply (validate, compile, store)".into(),
+        format!(
+            "{:.0} ms for {} lines, {} principals",
+            apply.as_secs_f64() * 1000.0,
+            gridhub_policy::count_lines(&text),
+            hub.governance().principals().len()
+        ),
+    ));
+
+    // 1. Authorisation + plan rewrite: the governed plan of the elderly query (4 tables)
+    //    against planning the same SQL unrestricted.
+    let sql = ELDERLY_WALKUP_SQL;
+    let ctx = hub.context();
+    let mut plain = Vec::new();
+    for _ in 0..WARM_PLANS {
+        let started = Instant::now();
+        std::hint::black_box(ctx.sql(sql).await.map_err(|e| e.to_string())?);
+        plain.push(started.elapsed());
+    }
+    let plain = median(plain);
+    let gov = hub.governance();
+    let mut cold = Vec::new();
+    for k in 0..COLD_PRINCIPALS {
+        let who = gov
+            .principal(&format!("cw{}", k * (POLICY_COMMUNITIES / COLD_PRINCIPALS)))
+            .map_err(err)?
+            .clone();
+        let started = Instant::now();
+        std::hint::black_box(
+            hub.plan_as(&who, None, sql, &mut Vec::new())
+                .await
+                .map_err(err)?,
+        );
+        cold.push(started.elapsed());
+    }
+    let cold = median(cold);
+    let who = gov.principal("cw0").map_err(err)?.clone();
+    let mut warm = Vec::new();
+    for _ in 0..WARM_PLANS {
+        let started = Instant::now();
+        std::hint::black_box(
+            hub.plan_as(&who, None, sql, &mut Vec::new())
+                .await
+                .map_err(err)?,
+        );
+        warm.push(started.elapsed());
+    }
+    let warm = median(warm);
+    report.push((
+        "plan the elderly query, unrestricted (peer)".into(),
+        format!("{:.0} µs median of {WARM_PLANS}", us(plain)),
+    ));
+    report.push((
+        "governed plan, cold (principal's first query)".into(),
+        format!(
+            "{:.0} µs median of {COLD_PRINCIPALS} principals → authorisation + rewrite {:.0} µs",
+            us(cold),
+            us(cold.saturating_sub(plain))
+        ),
+    ));
+    report.push((
+        "governed plan, warm (decisions cached)".into(),
+        format!(
+            "{:.0} µs median of {WARM_PLANS} → authorisation + rewrite {:.0} µs",
+            us(warm),
+            us(warm.saturating_sub(plain))
+        ),
+    ));
+
+    // 2. The elderly query at this scale: policies off (the operator) against on (a city-wide
+    //    community worker: row filters on four tables, identity and special clear), audited.
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    let mut unaudited = Vec::new();
+    let worker = gov.principal(BENCH_PRINCIPAL).map_err(err)?.clone();
+    let mut answer = (0usize, 0usize);
+    // Alternate, so that both see the same cache and machine state.
+    for _ in 0..runs {
+        let started = Instant::now();
+        let batches = hub.query(sql).await.map_err(err)?;
+        off.push(started.elapsed());
+        answer.0 = batches.iter().map(|b| b.num_rows()).sum();
+        let started = Instant::now();
+        let governed = hub
+            .query_as(BENCH_PRINCIPAL, None, sql)
+            .await
+            .map_err(err)?;
+        on.push(started.elapsed());
+        answer.1 = governed.batches.iter().map(|b| b.num_rows()).sum();
+        // The same governed plan run without writing its audit record.
+        let started = Instant::now();
+        hub.plan_as(&worker, None, sql, &mut Vec::new())
+            .await
+            .map_err(err)?
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        unaudited.push(started.elapsed());
+    }
+    if answer.0 != answer.1 {
+        return Err(format!(
+            "the governed answer has {} rows, the operator's {}",
+            answer.1, answer.0
+        ));
+    }
+    let (off, on, unaudited) = (median(off), median(on), median(unaudited));
+    let mut masked = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        hub.query_as("zhao.street", None, sql).await.map_err(err)?;
+        masked.push(started.elapsed());
+    }
+    let masked = median(masked);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    report.push((
+        "elderly query, policies off (operator)".into(),
+        format!("{:.1} ms median of {runs} ({} rows)", ms(off), answer.0),
+    ));
+    report.push((
+        "elderly query, policies on (city-wide worker)".into(),
+        format!(
+            "{:.1} ms = {:.3}× off (same {} rows; plan, filters, audit record)",
+            ms(on),
+            on.as_secs_f64() / off.as_secs_f64(),
+            answer.1
+        ),
+    ));
+    report.push((
+        "  of which the plan and row filters (no audit)".into(),
+        format!(
+            "{:.1} ms = {:.3}× off",
+            ms(unaudited),
+            unaudited.as_secs_f64() / off.as_secs_f64()
+        ),
+    ));
+    report.push((
+        "same query as a street officer (masked)".into(),
+        format!(
+            "{:.1} ms = {:.3}× off",
+            ms(masked),
+            masked.as_secs_f64() / off.as_secs_f64()
+        ),
+    ));
+
+    // Leave the bench dir's policy as it was.
+    hub.policy_rollback(officer, applied.version - 1)
+        .await
+        .map_err(err)?;
+    let mut table = Table::new();
+    table.load_preset(presets::UTF8_FULL_CONDENSED);
+    table.set_header(vec![
+        format!("gridhub bench policy --scale {scale}"),
         "result".into(),
     ]);
     for (k, v) in report {

@@ -13,6 +13,48 @@ pub const DEFAULT_DIR: &str = "gridhub-demo";
 /// Rows of each showcase answer printed.
 const SHOWN_ROWS: usize = 12;
 
+/// The first showcase again, as principals under the default policy, and one refusal: what
+/// each role sees of the same question.
+async fn governed(hub: &Hub) -> Result<(), String> {
+    let elderly = gridhub_synth::ELDERLY_WALKUP_SQL;
+    let runs = [
+        (
+            "chen.community",
+            None,
+            elderly,
+            "community worker: her own community, names and ID numbers clear",
+        ),
+        (
+            "zhao.street",
+            None,
+            elderly,
+            "street officer: the whole street; special-care tags masked, so no elderly_alone rows",
+        ),
+        (
+            "zhou.volunteer",
+            None,
+            "SELECT health_code, count(*) FROM health_record GROUP BY health_code",
+            "volunteer: health codes are not hers to read",
+        ),
+    ];
+    for (who, purpose, sql, note) in runs {
+        println!("\n== As {who} — {note}\n");
+        let started = Instant::now();
+        match hub.query_as(who, purpose, sql).await {
+            Ok(answer) => {
+                crate::print(&render(&answer.batches, Format::Table, Some(SHOWN_ROWS))?)?;
+                println!(
+                    "({:.0} ms; audit record {})",
+                    started.elapsed().as_secs_f64() * 1000.0,
+                    answer.audit_seq
+                );
+            }
+            Err(e) => println!("refused: {e}"),
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
     let opts = GenerateOptions { scale, seed };
     let bar = Bar::new(crate::quiet());
@@ -58,6 +100,7 @@ pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
         crate::print(&render(&batches, Format::Table, Some(SHOWN_ROWS))?)?;
         println!("({:.0} ms)", started.elapsed().as_secs_f64() * 1000.0);
     }
+    governed(&hub).await?;
     println!(
         "\nAsk your own question, as one of the principals (`gridhub principals --config {0}`):\n  \
          gridhub query --config {0} --as zhao.street \"SELECT name, phone, area_code FROM person LIMIT 5\"",

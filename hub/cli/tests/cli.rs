@@ -37,6 +37,10 @@ fn demo_then_query_catalog_and_errors() {
     for title in ["独居老人", "健康码", "电话不一致", "被拒绝"] {
         assert!(text.contains(title), "showcase {title} missing:\n{text}");
     }
+    // The showcase again as principals, and a refusal with its reason.
+    assert!(text.contains("As chen.community"), "{text}");
+    assert!(text.contains("As zhou.volunteer"), "{text}");
+    assert!(text.contains("refused: "), "{text}");
     assert!(cwd.join("gridhub-demo/gridhub.toml").exists());
 
     // Twice: the data is reused.
@@ -157,6 +161,41 @@ fn demo_then_query_catalog_and_errors() {
 }
 
 /// Display width of a line, counting CJK characters as two columns.
+/// `gridhub bench policy` keeps working (at a tiny scale: the figures are meaningless here,
+/// only that every step runs, the governed answer equals the operator's, and the bench
+/// dir's policy is restored).
+#[test]
+fn bench_policy_runs_at_a_small_scale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bench");
+    let dir_arg = dir.to_str().unwrap();
+    let args = [
+        "bench", "policy", "--scale", "300", "--dir", dir_arg, "--runs", "1",
+    ];
+    let out = gridhub(&args, tmp.path());
+    assert!(out.status.success(), "bench failed: {}", stderr(&out));
+    let text = stdout(&out);
+    for line in ["governed plan, warm", "policies on (city-wide worker)"] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    let config = dir.join("gridhub.toml");
+    let out = gridhub(
+        &[
+            "policy",
+            "--config",
+            config.to_str().unwrap(),
+            "history",
+            "--by",
+            "qian.security",
+        ],
+        tmp.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let history = stdout(&out);
+    assert!(history.contains("bench: 10,000 lines"), "{history}");
+    assert!(history.contains("rollback to 1"), "{history}");
+}
+
 fn unicode_width(line: &str) -> usize {
     line.chars()
         .map(|c| {

@@ -18,8 +18,8 @@
 //!    inlines views while planning): otherwise the query is refused.
 //! 5. The outcome is appended to the audit log (durably) before the result is returned.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -37,7 +37,8 @@ use datafusion::datasource::{DefaultTableSource, ViewTable, provider_as_source};
 use datafusion::error::DataFusionError;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::{
-    Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, TableType, lit, when,
+    Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF, TableProviderFilterPushDown, TableType, lit,
+    when,
 };
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::DataFrame;
@@ -94,6 +95,57 @@ pub struct Governance {
     active: RwLock<std::result::Result<(i64, Arc<Policy>), String>>,
     emergencies: RwLock<Vec<Emergency>>,
     clock: RwLock<Clock>,
+    /// How each governed table is read: its jurisdiction expressions and mask choices.
+    readings: HashMap<String, Reading>,
+    /// `gh_mask_place` with the communities of the last load (made on first use).
+    place_mask: Mutex<Option<ScalarUDF>>,
+}
+
+/// How a governed table is read under a policy.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Reading {
+    /// The row's area code. Shared tables: the `area_code` column; raw tables: the mapping's
+    /// area_code expression over the raw columns, one per mapping that gives one (a row must
+    /// lie in the jurisdiction by each). Empty: the table has no jurisdiction.
+    area: Vec<Expr>,
+    /// Column → the shared column it holds or feeds, which chooses its mask.
+    feeds: HashMap<String, String>,
+}
+
+impl Reading {
+    fn shared(def: &gridhub_catalog::TableDef) -> Reading {
+        Reading {
+            area: if def.column("area_code").is_some() {
+                vec![column("area_code")]
+            } else {
+                Vec::new()
+            },
+            feeds: HashMap::new(),
+        }
+    }
+
+    /// The shared column `name` holds or feeds (itself for shared tables).
+    fn shared_column<'a>(&'a self, name: &'a str) -> &'a str {
+        self.feeds.get(name).map(String::as_str).unwrap_or(name)
+    }
+
+    /// Rows whose area code starts with one of `areas` (by every area expression).
+    fn in_areas(&self, areas: &[String]) -> Expr {
+        if self.area.is_empty() {
+            return lit(false);
+        }
+        self.area
+            .iter()
+            .map(|area| {
+                areas
+                    .iter()
+                    .map(|a| area.clone().like(lit(format!("{a}%"))))
+                    .reduce(Expr::or)
+                    .unwrap_or(lit(false))
+            })
+            .reduce(Expr::and)
+            .unwrap_or(lit(false))
+    }
 }
 
 impl std::fmt::Debug for Governance {
@@ -107,7 +159,7 @@ impl std::fmt::Debug for Governance {
 impl Governance {
     /// Open the policy store and audit log under the state dir. With no policy applied yet,
     /// the default policy becomes version 1.
-    pub(crate) async fn open(hub_tables: Vec<TableInfo>, hub: &Hub) -> Result<Self> {
+    pub(crate) async fn open(governed: GovernedTables, hub: &Hub) -> Result<Self> {
         let config = hub.config();
         let store = PolicyStore::open(&config.state_dir.join("policy.db"))?;
         let audit = AuditLog::open(
@@ -115,7 +167,7 @@ impl Governance {
             config.audit_key.as_bytes(),
         )?;
         let known = Known {
-            tables: hub_tables,
+            tables: governed.tables,
             sources: config.sources.iter().map(|s| s.name.clone()).collect(),
             purposes: PURPOSES.iter().map(|p| p.to_string()).collect(),
         };
@@ -127,6 +179,8 @@ impl Governance {
             active: RwLock::new(Err("no policy loaded".into())),
             emergencies: RwLock::new(Vec::new()),
             clock: RwLock::new(Arc::new(Utc::now)),
+            readings: governed.readings,
+            place_mask: Mutex::new(None),
         };
         if governance.store.active()?.is_none() {
             let policy = governance.compile(gridhub_policy::DEFAULT_POLICY).await?;
@@ -157,7 +211,7 @@ impl Governance {
     /// process may have changed them). A version that no longer compiles against this
     /// hub's config closes every governed query until a valid one is applied.
     pub async fn reload(&self) -> Result<()> {
-        let active = self.store.active()?;
+        let active = self.store.active_version()?;
         let current = self
             .active
             .read()
@@ -165,8 +219,9 @@ impl Governance {
             .as_ref()
             .ok()
             .map(|a| a.0);
-        if let Some(v) = active
-            && Some(v.version) != current
+        if let Some(version) = active
+            && Some(version) != current
+            && let Some(v) = self.store.get(version)?
         {
             let text = v.text.clone().unwrap_or_default();
             let compiled = match self.compile(&text).await {
@@ -178,7 +233,8 @@ impl Governance {
             };
             *self.active.write().expect("policy lock") = compiled;
         }
-        *self.emergencies.write().expect("emergency lock") = self.store.emergencies()?;
+        *self.emergencies.write().expect("emergency lock") =
+            self.store.emergencies_in_force(self.now())?;
         Ok(())
     }
 
@@ -233,6 +289,16 @@ impl Governance {
     /// Replace the clock (tests: emergency expiry without waiting).
     pub fn set_clock(&self, clock: Clock) {
         *self.clock.write().expect("clock lock") = clock;
+    }
+
+    /// How a governed table is read (its jurisdiction and mask choices).
+    pub(crate) fn reading(&self, name: &str) -> Option<&Reading> {
+        self.readings.get(name)
+    }
+
+    /// Forget the place mask's communities (the shared tables were reloaded).
+    pub(crate) fn forget_communities(&self) {
+        *self.place_mask.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The table as policies see it.
@@ -290,8 +356,12 @@ impl Governance {
 /// defines them; raw tables with the tag of the shared columns their columns feed (an
 /// unmapped column takes the most sensitive tag of its table; `_row` is public); `_rejects`
 /// with its raw values at the most sensitive tag.
-pub(crate) async fn governed_tables(hub: &Hub) -> Vec<TableInfo> {
+pub(crate) async fn governed_tables(hub: &Hub) -> GovernedTables {
     let mut out: Vec<TableInfo> = shared_tables().iter().map(TableInfo::shared).collect();
+    let mut readings: HashMap<String, Reading> = shared_tables()
+        .iter()
+        .map(|d| (d.name.to_string(), Reading::shared(d)))
+        .collect();
     let lineage = hub.lineage();
     for s in hub.sources() {
         for t in &s.tables {
@@ -314,11 +384,7 @@ pub(crate) async fn governed_tables(hub: &Hub) -> Vec<TableInfo> {
                     .iter()
                     .filter(|l| l.source == s.name && &l.source_table == t)
                     .filter(|l| mentions(&l.source_expr, column))
-                    .filter_map(|l| {
-                        shared_table(&l.shared_table)
-                            .and_then(|d| d.column(&l.shared_column))
-                            .map(|c| c.tag)
-                    })
+                    .filter_map(fed_tag)
                     .max_by_key(|tag| sensitivity(*tag))
             };
             let mapped: Vec<Option<Tag>> = schema.iter().map(|c| feeds(c)).collect();
@@ -328,12 +394,41 @@ pub(crate) async fn governed_tables(hub: &Hub) -> Vec<TableInfo> {
                 .copied()
                 .max_by_key(|tag| sensitivity(*tag))
                 .unwrap_or(MOST_SENSITIVE);
+            let name = format!("{}.{t}", source_schema(&s.name));
+            let area: Vec<Expr> = hub
+                .mappings()
+                .iter()
+                .filter(|m| m.source == s.name && &m.source_table == t)
+                .filter_map(|m| m.area_code.clone())
+                .collect();
+            // A raw column that is, as configured, a shared column chooses that one's mask
+            // (the most sensitive one when it feeds several).
+            let mut feeds: HashMap<String, (u8, String)> = HashMap::new();
+            for l in lineage
+                .iter()
+                .filter(|l| l.source == s.name && &l.source_table == t)
+                .filter(|l| schema.contains(&l.source_expr))
+            {
+                let rank = fed_tag(l).map_or(0, sensitivity);
+                let keep = feeds
+                    .get(&l.source_expr)
+                    .is_some_and(|(old, _)| *old >= rank);
+                if !keep {
+                    feeds.insert(l.source_expr.clone(), (rank, fed_column(l).to_string()));
+                }
+            }
+            let has_area_code = !area.is_empty();
+            let feeds = feeds
+                .into_iter()
+                .map(|(raw, (_, fed))| (raw, fed))
+                .collect();
+            readings.insert(name.clone(), Reading { area, feeds });
             out.push(TableInfo {
-                name: format!("{}.{t}", source_schema(&s.name)),
+                name,
                 kind: TableKind::Raw {
                     source: s.name.clone(),
                 },
-                has_area_code: false,
+                has_area_code,
                 columns: schema
                     .iter()
                     .zip(mapped)
@@ -365,7 +460,38 @@ pub(crate) async fn governed_tables(hub: &Hub) -> Vec<TableInfo> {
             })
             .collect(),
     });
-    out
+    readings.insert(REJECTS_TABLE.to_string(), Reading::default());
+    GovernedTables {
+        tables: out,
+        readings,
+    }
+}
+
+/// The governed tables as policies see them, and how each is read.
+pub(crate) struct GovernedTables {
+    tables: Vec<TableInfo>,
+    readings: HashMap<String, Reading>,
+}
+
+/// The shared column whose tag and mask a raw column feeding `l` takes: the raw value of a
+/// pseudonymised `person_id` is a resident ID, so it is read as `id_number` (identity), not as
+/// the public pseudonym it becomes.
+fn fed_column(l: &gridhub_catalog::LineageRecord) -> &str {
+    if l.shared_column == "person_id" || l.transform.as_deref() == Some("person_id") {
+        "id_number"
+    } else {
+        &l.shared_column
+    }
+}
+
+/// The tag of what a raw column feeding `l` holds (see [`fed_column`]).
+fn fed_tag(l: &gridhub_catalog::LineageRecord) -> Option<Tag> {
+    if fed_column(l) == "id_number" {
+        return Some(Tag::Identity);
+    }
+    shared_table(&l.shared_table)
+        .and_then(|d| d.column(&l.shared_column))
+        .map(|c| c.tag)
 }
 
 /// Whether a lineage expression (a column name, or a SQL expression) reads `column`.
@@ -430,23 +556,25 @@ fn typed_null(data_type: &DataType) -> Result<Expr> {
         })
 }
 
-fn in_areas(areas: &[String]) -> Expr {
-    areas
-        .iter()
-        .map(|a| column("area_code").like(lit(format!("{a}%"))))
-        .reduce(Expr::or)
-        .unwrap_or(lit(false))
-}
-
 impl Hub {
-    /// The masked form of a column: the DOMAIN.md masks for ID number, name, phone and birth
-    /// date; NULL of the column's type for everything else.
-    fn mask(&self, name: &str, data_type: &DataType) -> Result<Expr> {
-        let udf = match (name, data_type) {
+    /// The masked form of a column, chosen by the shared column it holds or feeds: the
+    /// DOMAIN.md masks for ID number, name, phone and birth date; a place reads as its
+    /// community's name; NULL of the column's type for everything else.
+    fn mask(
+        &self,
+        name: &str,
+        data_type: &DataType,
+        reading: &Reading,
+        place_mask: &ScalarUDF,
+    ) -> Result<Expr> {
+        let udf = match (reading.shared_column(name), data_type) {
             ("id_number", DataType::Utf8) => Some("gh_mask_id_number"),
             ("name", DataType::Utf8) => Some("gh_mask_name"),
             ("phone", DataType::Utf8) => Some("gh_mask_phone"),
             ("birth_date", DataType::Date32) => Some("gh_mask_birth_date"),
+            ("place", DataType::Utf8) if reading.area.len() == 1 => {
+                return Ok(place_mask.call(vec![reading.area[0].clone()]));
+            }
             _ => None,
         };
         Ok(match udf {
@@ -462,10 +590,17 @@ impl Hub {
     }
 
     /// The expression a column is read through, or None when it is absent.
-    fn column_expr(&self, c: &ColumnDecision, data_type: &DataType) -> Result<Option<Expr>> {
+    fn column_expr(
+        &self,
+        c: &ColumnDecision,
+        data_type: &DataType,
+        reading: &Reading,
+        place_mask: &ScalarUDF,
+    ) -> Result<Option<Expr>> {
+        let mask = || self.mask(&c.column, data_type, reading, place_mask);
         let base = match c.access {
             Access::Clear => Some(column(&c.column)),
-            Access::Masked => Some(self.mask(&c.column, data_type)?),
+            Access::Masked => Some(mask()?),
             Access::Denied => None,
         };
         if c.emergency_clear_areas.is_empty() && c.emergency_masked_areas.is_empty() {
@@ -476,25 +611,82 @@ impl Hub {
             None => typed_null(data_type)?,
         };
         if !c.emergency_masked_areas.is_empty() {
-            otherwise = when(
-                in_areas(&c.emergency_masked_areas),
-                self.mask(&c.column, data_type)?,
-            )
-            .otherwise(otherwise)
-            .map_err(|e| EngineError::Query {
-                message: e.to_string(),
-            })?;
+            otherwise = when(reading.in_areas(&c.emergency_masked_areas), mask()?)
+                .otherwise(otherwise)
+                .map_err(|e| EngineError::Query {
+                    message: e.to_string(),
+                })?;
         }
         if c.emergency_clear_areas.is_empty() {
             return Ok(Some(otherwise));
         }
         Ok(Some(
-            when(in_areas(&c.emergency_clear_areas), column(&c.column))
-                .otherwise(otherwise)
-                .map_err(|e| EngineError::Query {
-                    message: e.to_string(),
-                })?,
+            when(
+                reading.in_areas(&c.emergency_clear_areas),
+                column(&c.column),
+            )
+            .otherwise(otherwise)
+            .map_err(|e| EngineError::Query {
+                message: e.to_string(),
+            })?,
         ))
+    }
+
+    async fn community_rows(&self) -> datafusion::error::Result<Vec<RecordBatch>> {
+        self.context()
+            .sql(&format!(
+                "SELECT code, name FROM {CATALOG}.{SHARED_SCHEMA}.admin_unit \
+                 WHERE length(code) = 12 AND name IS NOT NULL"
+            ))
+            .await?
+            .collect()
+            .await
+    }
+
+    /// `gh_mask_place` knowing the communities of the loaded `admin_unit` (code → name),
+    /// made once per load.
+    async fn place_mask(&self) -> Result<ScalarUDF> {
+        let gov = self.governance();
+        if let Some(udf) = gov
+            .place_mask
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(udf);
+        }
+        // admin_unit unreadable (its source down, no snapshot): places mask to NULL for now,
+        // and the next query tries again.
+        let Ok(batches) = self.community_rows().await else {
+            return Ok(gridhub_normalize::place_mask_udf(Default::default()));
+        };
+        let mut communities = std::collections::BTreeMap::new();
+        for b in &batches {
+            let codes =
+                datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8).map_err(|e| {
+                    EngineError::Query {
+                        message: e.to_string(),
+                    }
+                })?;
+            let names =
+                datafusion::arrow::compute::cast(b.column(1), &DataType::Utf8).map_err(|e| {
+                    EngineError::Query {
+                        message: e.to_string(),
+                    }
+                })?;
+            for (code, name) in codes
+                .as_string::<i32>()
+                .iter()
+                .zip(names.as_string::<i32>())
+            {
+                if let (Some(code), Some(name)) = (code, name) {
+                    communities.insert(code.to_string(), name.to_string());
+                }
+            }
+        }
+        let udf = gridhub_normalize::place_mask_udf(communities);
+        *gov.place_mask.lock().unwrap_or_else(|e| e.into_inner()) = Some(udf.clone());
+        Ok(udf)
     }
 
     /// Compile a decision into the view a principal reads the table through.
@@ -503,6 +695,8 @@ impl Hub {
         reference: TableReference,
         provider: Arc<dyn TableProvider>,
         decision: &TableDecision,
+        reading: &Reading,
+        place_mask: &ScalarUDF,
     ) -> Result<ViewTable> {
         let err = |e: DataFusionError| EngineError::Query {
             message: e.to_string(),
@@ -513,8 +707,9 @@ impl Hub {
             LogicalPlanBuilder::scan(reference, provider_as_source(guarded), None).map_err(err)?;
         match &decision.rows {
             RowAccess::Jurisdiction(area) => {
+                // No jurisdiction expression: `in_areas` is false, so no row (fail closed).
                 plan = plan
-                    .filter(column("area_code").like(lit(format!("{area}%"))))
+                    .filter(reading.in_areas(std::slice::from_ref(area)))
                     .map_err(err)?;
             }
             RowAccess::All => {}
@@ -532,7 +727,7 @@ impl Hub {
             let Some(c) = decision.column(field.name()) else {
                 continue;
             };
-            if let Some(e) = self.column_expr(c, field.data_type())? {
+            if let Some(e) = self.column_expr(c, field.data_type(), reading, place_mask)? {
                 exprs.push(e.alias(field.name()));
             }
         }
@@ -693,6 +888,7 @@ impl Hub {
         let catalog = Arc::new(MemoryCatalogProvider::new());
         let now = gov.now();
         let emergencies = gov.emergencies();
+        let place_mask = self.place_mask().await?;
         let mut seen = BTreeSet::new();
         for reference in &references {
             let (schema, table, name) = self.governed_name(reference)?;
@@ -712,10 +908,15 @@ impl Hub {
                 .table_provider(TableReference::partial(schema.as_str(), table.as_str()))
                 .await
                 .map_err(|e| self.describe(e))?;
+            let reading = gov.reading(&name).ok_or_else(|| EngineError::Denied {
+                message: format!("{name} has no reading under policies"),
+            })?;
             let view = self.policy_view(
                 TableReference::partial(schema.as_str(), table.as_str()),
                 provider,
                 &decision,
+                reading,
+                &place_mask,
             )?;
             let schema_provider = match catalog.schema(&schema) {
                 Some(s) => s,

@@ -119,6 +119,9 @@ impl std::fmt::Debug for Hub {
     }
 }
 
+/// Rows per row group of a snapshot's Parquet files.
+const SNAPSHOT_ROW_GROUP_ROWS: usize = 128 * 1024;
+
 impl Hub {
     /// Open the hub described by `config`. Materialised sources whose cache is missing are
     /// built now. A source that cannot be read does not stop the hub: its tables, and the
@@ -518,6 +521,7 @@ impl Hub {
             None
         };
         let mut shared = Vec::new();
+        let load_state = self.load_state();
         for def in shared_with_sources {
             progress.step(def.name);
             let live = self
@@ -525,6 +529,7 @@ impl Hub {
                 .table(TableReference::partial(LIVE_SCHEMA, def.name))
                 .await
                 .map_err(|e| self.describe(e))?;
+            let live = DataFrame::new(load_state.clone(), live.logical_plan().clone());
             let rows = match writer.as_mut() {
                 Some(w) => w.write(def.name, live).await?,
                 None => live.count().await.map_err(|e| self.describe(e))? as u64,
@@ -549,7 +554,28 @@ impl Hub {
         self.store.replace_lineage(&self.lineage())?;
         self.register_system_tables()?;
         progress.finish();
+        if let Some(governance) = self.governance.get() {
+            governance.forget_communities();
+        }
         Ok(LoadSummary { stats, shared })
+    }
+
+    /// The session state a load writes snapshots with: row groups of 128 Ki rows (the
+    /// writer buffers a whole row group; DataFusion's default of 1 Mi rows holds a
+    /// million-person table in memory twice, and smaller groups prune better).
+    fn load_state(&self) -> datafusion::execution::SessionState {
+        let state = self.ctx.state();
+        let mut config = state.config().clone();
+        config.options_mut().execution.parquet.max_row_group_size = SNAPSHOT_ROW_GROUP_ROWS;
+        // Otherwise the builder registers a fresh default catalog in the shared catalog
+        // list, in place of the hub's.
+        config
+            .options_mut()
+            .catalog
+            .create_default_catalog_and_schema = false;
+        datafusion::execution::SessionStateBuilder::new_from_existing(state)
+            .with_config(config)
+            .build()
     }
 
     /// The sources mapped into a shared table, each once, in config order.

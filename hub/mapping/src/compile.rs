@@ -40,6 +40,9 @@ pub struct CompiledMapping {
     pub source: String,
     pub source_table: String,
     pub target: &'static TableDef,
+    /// The shared `area_code` as an expression over the raw table's columns, when the
+    /// mapping gives one: the jurisdiction of a raw row, for policies on raw tables.
+    pub area_code: Option<Expr>,
     /// Shared columns plus `__err`, `__row_id`, `__raw`.
     checked: DataFrame,
 }
@@ -207,6 +210,7 @@ pub fn compile(
     let mut values = Vec::new();
     let mut raws: Vec<(usize, Expr)> = Vec::new();
     let mut reasons: Vec<(usize, ReasonFn)> = Vec::new();
+    let mut area_code = None;
 
     for (i, def) in target.columns.iter().enumerate() {
         let value = if def.name == SOURCE_COLUMN {
@@ -219,6 +223,9 @@ pub fn compile(
             }
             if let Some(reason) = compiled.reason {
                 reasons.push((i, reason));
+            }
+            if def.name == "area_code" {
+                area_code = Some(compiled.value.clone());
             }
             compiled.value
         } else if def.name == UPDATED_AT_COLUMN {
@@ -303,6 +310,7 @@ pub fn compile(
         source: mapping.source.clone(),
         source_table: mapping.table.clone(),
         target,
+        area_code,
         checked,
     })
 }

@@ -12,6 +12,7 @@
 //! writes those as typed NULL literals. The UDFs are opaque to DataFusion's optimizer, so a
 //! predicate on a masked column is evaluated on the masked value wherever it is pushed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Date32Array, StringBuilder};
@@ -190,6 +191,68 @@ impl ScalarUDFImpl for BirthDateMask {
     }
 }
 
+/// The masked form of a location's place (DOMAIN.md: "place → the community's name"): the
+/// name of the community (12-digit admin code) the row's area code lies in, or null when it
+/// lies in none of `communities` (code → name).
+pub fn mask_place<'a>(
+    area_code: &str,
+    communities: &'a BTreeMap<String, String>,
+) -> Option<&'a str> {
+    area_code
+        .get(..12)
+        .and_then(|community| communities.get(community))
+        .map(String::as_str)
+}
+
+/// `gh_mask_place(area_code)`: [`mask_place`] over a column of area codes, with the
+/// communities known when the function was made (the hub makes one per load).
+pub fn place_mask_udf(communities: BTreeMap<String, String>) -> ScalarUDF {
+    ScalarUDF::new_from_impl(PlaceMask {
+        communities,
+        signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct PlaceMask {
+    /// Sorted, so that the function can be compared and hashed as DataFusion requires.
+    communities: BTreeMap<String, String>,
+    signature: Signature,
+}
+
+impl std::hash::Hash for PlaceMask {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.communities.len().hash(state);
+    }
+}
+
+impl ScalarUDFImpl for PlaceMask {
+    fn name(&self) -> &str {
+        "gh_mask_place"
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return exec_err!("gh_mask_place takes one argument");
+        };
+        let array = arg.to_array(args.number_rows)?;
+        let input = array.as_string::<i32>();
+        let mut out = StringBuilder::with_capacity(input.len(), input.len() * 12);
+        for v in input.iter() {
+            match v.and_then(|code| mask_place(code, &self.communities)) {
+                Some(name) => out.append_value(name),
+                None => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +271,19 @@ mod tests {
             mask_birth_date(d),
             NaiveDate::from_ymd_opt(1980, 1, 1).unwrap()
         );
+    }
+
+    #[test]
+    fn place_becomes_the_community_name() {
+        let communities: BTreeMap<String, String> =
+            [("420106009001".to_owned(), "积玉桥社区".to_owned())].into();
+        assert_eq!(
+            mask_place("420106009001002", &communities),
+            Some("积玉桥社区")
+        );
+        assert_eq!(mask_place("420106009001", &communities), Some("积玉桥社区"));
+        assert_eq!(mask_place("420106009002001", &communities), None);
+        assert_eq!(mask_place("420106", &communities), None);
     }
 
     #[test]
