@@ -21,6 +21,9 @@ pub struct HubSection {
     pub pseudonym_key: Option<String>,
     #[serde(default)]
     pub batch_size: Option<usize>,
+    /// Memory (MiB) a load's merges may hold before they spill to the temp dir.
+    #[serde(default)]
+    pub load_memory_mb: Option<usize>,
     /// Serve shared tables from the snapshot of the last load (default true).
     #[serde(default)]
     pub snapshots: Option<bool>,
@@ -62,6 +65,8 @@ pub struct HubConfig {
     pub state_dir: PathBuf,
     pub pseudonym_key: String,
     pub batch_size: usize,
+    /// Memory (MiB) a load's merges may hold before they spill sorted runs to the temp dir.
+    pub load_memory_mb: usize,
     /// Serve `public.*` from snapshots written by each load (false: always the live views).
     pub snapshots: bool,
     /// Key of the audit log's hash chain.
@@ -75,11 +80,13 @@ pub struct HubConfig {
 
 const DEFAULT_STATE_DIR: &str = ".gridhub";
 const DEFAULT_BATCH_SIZE: usize = 8192;
+const DEFAULT_LOAD_MEMORY_MB: usize = 512;
 
 /// Environment variables read by the config layer.
 pub const ENV_STATE_DIR: &str = "GRIDHUB_STATE_DIR";
 pub const ENV_PSEUDONYM_KEY: &str = "GRIDHUB_PSEUDONYM_KEY";
 pub const ENV_BATCH_SIZE: &str = "GRIDHUB_BATCH_SIZE";
+pub const ENV_LOAD_MEMORY_MB: &str = "GRIDHUB_LOAD_MEMORY_MB";
 pub const ENV_SNAPSHOTS: &str = "GRIDHUB_SNAPSHOTS";
 pub const ENV_AUDIT_KEY: &str = "GRIDHUB_AUDIT_KEY";
 
@@ -112,6 +119,7 @@ impl HubConfig {
             state_dir: None,
             pseudonym_key: None,
             batch_size: None,
+            load_memory_mb: None,
             snapshots: None,
             audit_key: None,
         });
@@ -154,6 +162,18 @@ impl HubConfig {
         };
         if batch_size == 0 {
             return Err(err("batch_size must be positive".into()));
+        }
+        let load_memory_mb = match hub.load_memory_mb {
+            Some(n) => n,
+            None => match env(ENV_LOAD_MEMORY_MB) {
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| err(format!("{ENV_LOAD_MEMORY_MB}={v} is not a number")))?,
+                None => DEFAULT_LOAD_MEMORY_MB,
+            },
+        };
+        if load_memory_mb == 0 {
+            return Err(err("load_memory_mb must be positive".into()));
         }
         let snapshots = match hub.snapshots {
             Some(b) => b,
@@ -269,6 +289,7 @@ impl HubConfig {
             state_dir,
             pseudonym_key,
             batch_size,
+            load_memory_mb,
             snapshots,
             audit_key,
             principals: file.principals,
@@ -326,6 +347,7 @@ path = "a.csv"
         assert_eq!(c.pseudonym_key, "key-from-the-environment");
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/gridhub"));
         assert_eq!(c.batch_size, DEFAULT_BATCH_SIZE);
+        assert_eq!(c.load_memory_mb, DEFAULT_LOAD_MEMORY_MB);
 
         let file = format!(
             "[hub]\nstate_dir = \"state\"\npseudonym_key = \"key-from-the-file-123\"\n{MINIMAL}"

@@ -521,7 +521,7 @@ impl Hub {
             None
         };
         let mut shared = Vec::new();
-        let load_state = self.load_state();
+        let load_state = self.load_state()?;
         for def in shared_with_sources {
             progress.step(def.name);
             let live = self
@@ -531,7 +531,20 @@ impl Hub {
                 .map_err(|e| self.describe(e))?;
             let live = DataFrame::new(load_state.clone(), live.logical_plan().clone());
             let rows = match writer.as_mut() {
-                Some(w) => w.write(def.name, live).await?,
+                Some(w) => w.write(def.name, live).await.map_err(|e| {
+                    let message = e.to_string();
+                    if message.contains("Resources exhausted") {
+                        EngineError::Query {
+                            message: format!(
+                                "{message} — the load's memory pool is too small for this \
+                                 merge: raise [hub] load_memory_mb (now {} MiB)",
+                                self.config.load_memory_mb
+                            ),
+                        }
+                    } else {
+                        e
+                    }
+                })?,
                 None => live.count().await.map_err(|e| self.describe(e))? as u64,
             };
             shared.push(SharedTableCount {
@@ -560,11 +573,19 @@ impl Hub {
         Ok(LoadSummary { stats, shared })
     }
 
-    /// The session state a load writes snapshots with: row groups of 128 Ki rows (the
-    /// writer buffers a whole row group; DataFusion's default of 1 Mi rows holds a
-    /// million-person table in memory twice, and smaller groups prune better).
-    fn load_state(&self) -> datafusion::execution::SessionState {
+    /// The session state a load writes snapshots with: a memory pool of `load_memory_mb`
+    /// (merges spill beyond it), row groups of 128 Ki rows (smaller groups prune better).
+    fn load_state(&self) -> Result<datafusion::execution::SessionState> {
         let state = self.ctx.state();
+        // A bounded memory pool: a merge whose groups outgrow it spills sorted runs to the
+        // temp dir and merges them streaming, instead of holding a million entities.
+        let limit = self.config.load_memory_mb;
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(limit << 20),
+            ))
+            .build_arc()
+            .map_err(|e| self.describe(e))?;
         let mut config = state.config().clone();
         config.options_mut().execution.parquet.max_row_group_size = SNAPSHOT_ROW_GROUP_ROWS;
         // Otherwise the builder registers a fresh default catalog in the shared catalog
@@ -573,9 +594,12 @@ impl Hub {
             .options_mut()
             .catalog
             .create_default_catalog_and_schema = false;
-        datafusion::execution::SessionStateBuilder::new_from_existing(state)
-            .with_config(config)
-            .build()
+        Ok(
+            datafusion::execution::SessionStateBuilder::new_from_existing(state)
+                .with_config(config)
+                .with_runtime_env(runtime)
+                .build(),
+        )
     }
 
     /// The sources mapped into a shared table, each once, in config order.

@@ -15,6 +15,7 @@ fn the_example_config_is_valid() {
     let config = HubConfig::parse(&path, &text, env).unwrap();
     assert_eq!(config.pseudonym_key, "from-the-service-environment");
     assert_eq!(config.state_dir, Path::new("/var/lib/gridhub"));
+    assert_eq!(config.load_memory_mb, 512);
     let mut kinds: Vec<&str> = config.sources.iter().map(|s| s.kind.as_str()).collect();
     kinds.sort();
     kinds.dedup();
