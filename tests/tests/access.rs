@@ -491,3 +491,38 @@ async fn a_masked_place_reads_as_its_communitys_name() {
         &raw[..3.min(raw.len())]
     );
 }
+
+#[tokio::test]
+async fn a_jurisdiction_filter_is_dropped_only_where_the_snapshot_proves_it_redundant() {
+    let city = TestCity::generate(SCALE);
+    let hub = city.hub().await;
+    let plan = |who: &'static str| {
+        let hub = &hub;
+        async move {
+            let gov = hub.governance();
+            let principal = gov.principal(who).unwrap().clone();
+            let df = hub
+                .plan_as(
+                    &principal,
+                    None,
+                    "SELECT count(*) FROM person",
+                    &mut Vec::new(),
+                )
+                .await
+                .unwrap();
+            format!("{}", df.logical_plan().display_indent())
+        }
+    };
+    // Every person of the city lies in 4201: the snapshot's statistics prove it.
+    let city_wide = plan("wang.city").await;
+    assert!(!city_wide.contains("LIKE"), "{city_wide}");
+    // A street is a part of the city: its filter stays.
+    let street = plan("zhao.street").await;
+    assert!(street.contains("LIKE Utf8(\"420106009%\")"), "{street}");
+    // And the counts are still right.
+    let n = as_rows(&hub, "wang.city", None, "SELECT count(*) FROM person").await;
+    assert_eq!(
+        n[0][0].as_deref().unwrap().parse::<u64>().unwrap(),
+        city.truth.persons_in_area("4201")
+    );
+}

@@ -543,6 +543,17 @@ impl TableProvider for GuardedTable {
     }
 }
 
+/// Whether `provider` is a snapshot of a shared table whose every row's `area_code` starts
+/// with `area` (raw tables and live views are never proven).
+fn proven_inside(provider: &Arc<dyn TableProvider>, reading: &Reading, area: &str) -> bool {
+    reading.feeds.is_empty()
+        && reading.area.len() == 1
+        && reading.area[0] == column("area_code")
+        && provider
+            .downcast_ref::<crate::snapshot::SnapshotTable>()
+            .is_some_and(|s| s.all_rows_in(area))
+}
+
 fn column(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
@@ -702,10 +713,13 @@ impl Hub {
             message: e.to_string(),
         };
         let schema = provider.schema();
-        let guarded: Arc<dyn TableProvider> = Arc::new(GuardedTable(provider));
+        let guarded: Arc<dyn TableProvider> = Arc::new(GuardedTable(provider.clone()));
         let mut plan =
             LogicalPlanBuilder::scan(reference, provider_as_source(guarded), None).map_err(err)?;
         match &decision.rows {
+            // A snapshot whose every row lies in the jurisdiction (its file's exact statistics
+            // prove it) needs no row filter: a city-wide principal pays nothing for it.
+            RowAccess::Jurisdiction(area) if proven_inside(&provider, reading, area) => {}
             RowAccess::Jurisdiction(area) => {
                 // No jurisdiction expression: `in_areas` is false, so no row (fail closed).
                 plan = plan

@@ -186,8 +186,113 @@ impl SnapshotWriter {
 }
 
 /// A table provider over one snapshot file, with the schema of the table it stands for
-/// (Parquet does not keep every detail of it, e.g. non-null keys).
+/// (Parquet does not keep every detail of it, e.g. non-null keys), and the range of its area
+/// codes read from the file's own statistics.
 pub fn provider(file: &Path, schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
+    let area = area_range(file);
+    Ok(Arc::new(SnapshotTable {
+        inner: listing(file, schema)?,
+        area,
+    }))
+}
+
+/// The range of a snapshot file's `area_code`: every row's value lies within it and none is
+/// null, by the exact statistics of every row group.
+#[derive(Debug, Clone, PartialEq)]
+struct AreaRange {
+    min: String,
+    max: String,
+}
+
+/// `None` unless every row group has exact, non-null statistics for `area_code`.
+fn area_range(file: &Path) -> Option<AreaRange> {
+    use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+    use datafusion::parquet::file::statistics::Statistics;
+    let reader = SerializedFileReader::new(std::fs::File::open(file).ok()?).ok()?;
+    let meta = reader.metadata();
+    let index = meta
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .position(|c| c.path().string() == "area_code")?;
+    let mut range: Option<AreaRange> = None;
+    for group in meta.row_groups() {
+        let stats = group.column(index).statistics()?;
+        if stats.null_count_opt()? != 0 || !stats.min_is_exact() || !stats.max_is_exact() {
+            return None;
+        }
+        let Statistics::ByteArray(values) = stats else {
+            return None;
+        };
+        let min = values.min_opt()?.as_utf8().ok()?.to_string();
+        let max = values.max_opt()?.as_utf8().ok()?.to_string();
+        range = Some(match range {
+            None => AreaRange { min, max },
+            Some(r) => AreaRange {
+                min: r.min.min(min),
+                max: r.max.max(max),
+            },
+        });
+    }
+    range
+}
+
+/// A snapshot table: the Parquet file's listing table, and what its statistics prove about
+/// its rows' jurisdictions (kept with the provider, so the proof is about the file scanned).
+#[derive(Debug)]
+pub struct SnapshotTable {
+    inner: Arc<dyn TableProvider>,
+    area: Option<AreaRange>,
+}
+
+impl SnapshotTable {
+    /// Whether every row's `area_code` starts with `prefix`: the strings that start with a
+    /// prefix form one interval in byte order, so it is enough that the least and the
+    /// greatest value do, and that there is no null.
+    pub fn all_rows_in(&self, prefix: &str) -> bool {
+        self.area
+            .as_ref()
+            .is_some_and(|r| r.min.starts_with(prefix) && r.max.starts_with(prefix))
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for SnapshotTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+    fn table_type(&self) -> datafusion::logical_expr::TableType {
+        self.inner.table_type()
+    }
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&datafusion::logical_expr::Expr],
+    ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+    fn statistics(&self) -> Option<datafusion::common::Statistics> {
+        self.inner.statistics()
+    }
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        self.inner.scan(state, projection, filters, limit).await
+    }
+    async fn scan_with_args<'a>(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        args: datafusion::catalog::ScanArgs<'a>,
+    ) -> datafusion::error::Result<datafusion::catalog::ScanResult> {
+        self.inner.scan_with_args(state, args).await
+    }
+}
+
+fn listing(file: &Path, schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
     let url = ListingTableUrl::parse(file.to_string_lossy()).map_err(|e| io(file, e))?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
