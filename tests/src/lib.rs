@@ -81,6 +81,19 @@ pub async fn query(hub: &Hub, sql: &str) -> Vec<Vec<Option<String>>> {
     rows(&batches)
 }
 
+/// Community code (12 digits) → name, from `admin_unit` as the operator reads it: what a
+/// masked place must read as.
+pub async fn community_names(hub: &Hub) -> std::collections::BTreeMap<String, String> {
+    query(
+        hub,
+        "SELECT code, name FROM admin_unit WHERE length(code) = 12",
+    )
+    .await
+    .into_iter()
+    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+    .collect()
+}
+
 /// The error a query fails with, as the user reads it.
 pub async fn query_error(hub: &Hub, sql: &str) -> String {
     match hub.query(sql).await {

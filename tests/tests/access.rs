@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use gridhub_engine::Hub;
 use gridhub_synth::DEMO_PRINCIPALS;
-use gridhub_tests::{TestCity, query, rows};
+use gridhub_tests::{TestCity, community_names, query, rows};
 
 const SCALE: usize = 2_000;
 
@@ -453,14 +453,7 @@ async fn a_masked_place_reads_as_its_communitys_name() {
     hub.policy_apply("qian.security", &text, "masked places")
         .await
         .unwrap();
-    let names: std::collections::BTreeMap<String, String> = query(
-        &hub,
-        "SELECT code, name FROM admin_unit WHERE length(code) = 12",
-    )
-    .await
-    .into_iter()
-    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
-    .collect();
+    let names = community_names(&hub).await;
     let got = as_rows(
         &hub,
         "zhao.street",

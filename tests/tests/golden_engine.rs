@@ -13,7 +13,7 @@ use gridhub_catalog::shared_tables;
 use gridhub_engine::{EngineError, Hub};
 use gridhub_normalize::{mask_id_number, mask_name, mask_phone};
 use gridhub_synth::DEMO_PRINCIPALS;
-use gridhub_tests::{TestCity, query, rows};
+use gridhub_tests::{TestCity, community_names, rows};
 
 const SCALE: usize = 1_000;
 
@@ -100,14 +100,7 @@ async fn golden_decisions_hold_in_the_engines_answers() {
     let golden = golden();
     let city = TestCity::generate(SCALE);
     let hub = city.hub().await;
-    let communities: BTreeMap<String, String> = query(
-        &hub,
-        "SELECT code, name FROM admin_unit WHERE length(code) = 12",
-    )
-    .await
-    .into_iter()
-    .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
-    .collect();
+    let communities = community_names(&hub).await;
     assert!(!communities.is_empty());
     let purposes: Vec<&str> = std::iter::once("-")
         .chain(gridhub_policy::PURPOSES.iter().copied())

@@ -298,17 +298,19 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
         format!("{} = {:.2}×", mib(peak_query), ratio(peak_query)),
     ));
 
+    print_report(&format!("gridhub bench load --scale {scale}"), report);
+    Ok(())
+}
+
+/// Print a bench's (measurement, result) rows as one table headed by the command.
+fn print_report(command: &str, report: Vec<(String, String)>) {
     let mut table = Table::new();
     table.load_preset(presets::UTF8_FULL_CONDENSED);
-    table.set_header(vec![
-        format!("gridhub bench load --scale {scale}"),
-        "result".into(),
-    ]);
+    table.set_header(vec![command.to_string(), "result".into()]);
     for (k, v) in report {
         table.add_row(vec![k, v]);
     }
     println!("{table}");
-    Ok(())
 }
 
 /// Policy lines and communities of the authorisation benchmark (issue 3).
@@ -509,16 +511,7 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     hub.policy_rollback(officer, applied.version - 1)
         .await
         .map_err(err)?;
-    let mut table = Table::new();
-    table.load_preset(presets::UTF8_FULL_CONDENSED);
-    table.set_header(vec![
-        format!("gridhub bench policy --scale {scale}"),
-        "result".into(),
-    ]);
-    for (k, v) in report {
-        table.add_row(vec![k, v]);
-    }
-    println!("{table}");
+    print_report(&format!("gridhub bench policy --scale {scale}"), report);
     Ok(())
 }
 
