@@ -111,3 +111,39 @@ pub async fn scalar_i64(hub: &Hub, sql: &str) -> i64 {
         .parse()
         .expect("an integer")
 }
+
+/// A hub server over a loaded city on a free loopback port, for the server tests: the
+/// config's `[server]` with `tweak` applied (TLS files, limits).
+pub async fn serve(
+    hub: std::sync::Arc<Hub>,
+    tweak: impl FnOnce(&mut gridhub_engine::ServerConfig),
+) -> gridhub_server::RunningServer {
+    let mut config = hub.config().server.clone();
+    config.listen = "127.0.0.1:0".parse().expect("address");
+    config.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
+    tweak(&mut config);
+    gridhub_server::start(hub, config)
+        .await
+        .expect("start the hub server")
+}
+
+/// Issue a bearer token for `principal` in the hub's token store (as `gridhub token issue`).
+pub fn token(hub: &Hub, principal: &str) -> String {
+    let store =
+        gridhub_server::TokenStore::open(&hub.config().state_dir).expect("open the token store");
+    store
+        .issue(
+            principal,
+            chrono::Duration::days(1),
+            "test",
+            chrono::Utc::now(),
+        )
+        .expect("issue a token")
+        .0
+}
+
+/// Rows sorted, for comparing answers whose order the SQL does not fix.
+pub fn sorted(mut rows: Vec<Vec<Option<String>>>) -> Vec<Vec<Option<String>>> {
+    rows.sort();
+    rows
+}

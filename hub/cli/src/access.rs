@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
-use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use gridhub_audit::{AuditFilter, Outcome};
 use gridhub_engine::Hub;
+use gridhub_proto::v1 as pb;
 
+use crate::backend::Backend;
 use crate::output::{Format, render};
 
 #[derive(Subcommand, Debug)]
@@ -25,7 +25,7 @@ pub enum PolicyCommand {
         file: PathBuf,
         /// Acting principal (needs manage_policy)
         #[arg(long)]
-        by: String,
+        by: Option<String>,
         /// Why the policy changes (kept in the history)
         #[arg(long, default_value = "")]
         comment: String,
@@ -33,18 +33,18 @@ pub enum PolicyCommand {
     /// List policy versions: who applied what, when
     History {
         #[arg(long)]
-        by: String,
+        by: Option<String>,
     },
     /// Re-activate an older version (as a new version)
     Rollback {
         version: i64,
         #[arg(long)]
-        by: String,
+        by: Option<String>,
     },
     /// Print a version's text (default: the active one)
     Show {
         #[arg(long)]
-        by: String,
+        by: Option<String>,
         #[arg(long)]
         version: Option<i64>,
     },
@@ -53,7 +53,7 @@ pub enum PolicyCommand {
     Explain {
         /// Acting principal (needs manage_policy)
         #[arg(long)]
-        by: String,
+        by: Option<String>,
         /// The principal the query would run as
         #[arg(long = "as")]
         principal: String,
@@ -79,18 +79,18 @@ pub enum EmergencyCommand {
         #[arg(long)]
         reason: String,
         #[arg(long)]
-        by: String,
+        by: Option<String>,
     },
     /// End an emergency now
     End {
         id: i64,
         #[arg(long)]
-        by: String,
+        by: Option<String>,
     },
     /// List emergencies, newest first
     List {
         #[arg(long)]
-        by: String,
+        by: Option<String>,
     },
 }
 
@@ -99,12 +99,12 @@ pub enum AuditCommand {
     /// Check the hash chain: reports edited, deleted, inserted, reordered or truncated records
     Verify {
         #[arg(long)]
-        by: String,
+        by: Option<String>,
     },
     /// Search the audit log
     Search {
         #[arg(long)]
-        by: String,
+        by: Option<String>,
         /// Records that returned this person's health or location data
         #[arg(long)]
         person: Option<String>,
@@ -123,7 +123,7 @@ pub enum AuditCommand {
 }
 
 /// A table of text columns, rendered like query results.
-fn text_table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch, String> {
+pub fn text_table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch, String> {
     let schema = Arc::new(Schema::new(
         headers
             .iter()
@@ -140,20 +140,8 @@ fn text_table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch, S
     RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
 }
 
-fn show(batch: RecordBatch, format: Format) -> Result<(), String> {
+pub fn show(batch: RecordBatch, format: Format) -> Result<(), String> {
     crate::print(&render(&[batch], format, None)?)
-}
-
-fn time(text: &str) -> Result<DateTime<Utc>, String> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("'{text}' is not an RFC 3339 time (2026-12-01T08:00:00+08:00): {e}"))
-}
-
-fn fmt_time(t: DateTime<Utc>) -> String {
-    t.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8"))
-        .format("%Y-%m-%d %H:%M:%S %:z")
-        .to_string()
 }
 
 pub fn principals(hub: &Hub, format: Format) -> Result<(), String> {
@@ -173,18 +161,54 @@ pub fn principals(hub: &Hub, format: Format) -> Result<(), String> {
     show(text_table(&["id", "name", "roles", "area"], rows)?, format)
 }
 
-pub async fn policy(hub: &Hub, what: PolicyCommand) -> Result<(), String> {
-    let e = |e: gridhub_engine::EngineError| e.to_string();
+fn versions(versions: Vec<pb::PolicyVersion>) -> Result<RecordBatch, String> {
+    let rows = versions
+        .into_iter()
+        .map(|v| {
+            vec![
+                v.version.to_string(),
+                if v.active {
+                    "active".into()
+                } else {
+                    String::new()
+                },
+                v.applied_by,
+                v.applied_at,
+                v.line_count.to_string(),
+                v.rollback_of
+                    .map(|r| format!("rollback to {r}"))
+                    .unwrap_or_default(),
+                v.comment,
+                v.sha256.chars().take(12).collect(),
+            ]
+        })
+        .collect();
+    text_table(
+        &[
+            "version",
+            "",
+            "applied_by",
+            "applied_at",
+            "lines",
+            "rollback",
+            "comment",
+            "sha256",
+        ],
+        rows,
+    )
+}
+
+pub async fn policy(backend: &Backend, what: PolicyCommand) -> Result<(), String> {
     match what {
         PolicyCommand::Check { file } => {
             let text = read(&file)?;
-            let lines = hub.policy_check(&text).await.map_err(e)?;
-            println!("{}: valid, {lines} policy lines", file.display());
+            let checked = backend.policy_check(&text).await?;
+            println!("{}: valid, {} policy lines", file.display(), checked.lines);
             Ok(())
         }
         PolicyCommand::Apply { file, by, comment } => {
             let text = read(&file)?;
-            let v = hub.policy_apply(&by, &text, &comment).await.map_err(e)?;
+            let v = backend.policy_apply(&by, &text, &comment).await?;
             println!(
                 "policy version {} is active ({} lines, sha256 {})",
                 v.version, v.line_count, v.sha256
@@ -192,48 +216,11 @@ pub async fn policy(hub: &Hub, what: PolicyCommand) -> Result<(), String> {
             Ok(())
         }
         PolicyCommand::History { by } => {
-            let rows = hub
-                .policy_history(&by)
-                .map_err(e)?
-                .into_iter()
-                .map(|v| {
-                    vec![
-                        v.version.to_string(),
-                        if v.active {
-                            "active".into()
-                        } else {
-                            String::new()
-                        },
-                        v.applied_by,
-                        fmt_time(v.applied_at),
-                        v.line_count.to_string(),
-                        v.rollback_of
-                            .map(|r| format!("rollback to {r}"))
-                            .unwrap_or_default(),
-                        v.comment,
-                        v.sha256[..12].to_string(),
-                    ]
-                })
-                .collect();
-            show(
-                text_table(
-                    &[
-                        "version",
-                        "",
-                        "applied_by",
-                        "applied_at",
-                        "lines",
-                        "rollback",
-                        "comment",
-                        "sha256",
-                    ],
-                    rows,
-                )?,
-                Format::Table,
-            )
+            let history = backend.policy_history(&by).await?;
+            show(versions(history.versions)?, Format::Table)
         }
         PolicyCommand::Rollback { version, by } => {
-            let v = hub.policy_rollback(&by, version).await.map_err(e)?;
+            let v = backend.policy_rollback(&by, version).await?;
             println!(
                 "policy version {version} is active again as version {}",
                 v.version
@@ -241,7 +228,7 @@ pub async fn policy(hub: &Hub, what: PolicyCommand) -> Result<(), String> {
             Ok(())
         }
         PolicyCommand::Show { by, version } => {
-            let v = hub.policy_show(&by, version).map_err(e)?;
+            let v = backend.policy_show(&by, version).await?;
             crate::print(&v.text.unwrap_or_default())
         }
         PolicyCommand::Explain {
@@ -250,26 +237,27 @@ pub async fn policy(hub: &Hub, what: PolicyCommand) -> Result<(), String> {
             purpose,
             sql,
         } => {
-            let decisions = hub
+            let explained = backend
                 .policy_explain(&by, &principal, purpose.as_deref(), &sql)
-                .await
-                .map_err(e)?;
-            let mut rows = Vec::new();
-            for d in &decisions {
-                for r in gridhub_engine::govern::decision_rows(d) {
-                    rows.push(
-                        [
-                            "table", "rows", "column", "tag", "decision", "lines", "hint",
-                        ]
-                        .iter()
-                        .map(|k| r.get(k).cloned().unwrap_or_default())
-                        .collect(),
-                    );
-                }
-                if let Some(reason) = &d.reason {
-                    println!("{}: {reason}", d.table);
-                }
+                .await?;
+            for r in &explained.reasons {
+                println!("{}: {}", r.table, r.reason);
             }
+            let rows = explained
+                .rows
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        r.table,
+                        r.rows,
+                        r.column,
+                        r.tag,
+                        r.decision,
+                        r.decided_by,
+                        r.would_allow,
+                    ]
+                })
+                .collect();
             show(
                 text_table(
                     &[
@@ -286,12 +274,11 @@ pub async fn policy(hub: &Hub, what: PolicyCommand) -> Result<(), String> {
                 Format::Table,
             )
         }
-        PolicyCommand::Emergency { what } => emergency(hub, what).await,
+        PolicyCommand::Emergency { what } => emergency(backend, what).await,
     }
 }
 
-async fn emergency(hub: &Hub, what: EmergencyCommand) -> Result<(), String> {
-    let e = |e: gridhub_engine::EngineError| e.to_string();
+async fn emergency(backend: &Backend, what: EmergencyCommand) -> Result<(), String> {
     match what {
         EmergencyCommand::Declare {
             area,
@@ -299,37 +286,35 @@ async fn emergency(hub: &Hub, what: EmergencyCommand) -> Result<(), String> {
             reason,
             by,
         } => {
-            let em = hub
-                .emergency_declare(&by, &area, time(&until)?, &reason)
-                .await
-                .map_err(e)?;
+            let em = backend
+                .emergency_declare(&by, &area, &until, &reason)
+                .await?;
             println!(
                 "emergency {} declared for {} until {}",
-                em.id,
-                em.area,
-                fmt_time(em.until)
+                em.id, em.area, em.until
             );
             Ok(())
         }
         EmergencyCommand::End { id, by } => {
-            let em = hub.emergency_end(&by, id).await.map_err(e)?;
+            let em = backend.emergency_end(&by, id).await?;
             println!("emergency {} for {} ended", em.id, em.area);
             Ok(())
         }
         EmergencyCommand::List { by } => {
-            let rows = hub
+            let rows = backend
                 .emergency_list(&by)
-                .map_err(e)?
+                .await?
+                .emergencies
                 .into_iter()
-                .map(|(em, active)| {
+                .map(|em| {
                     vec![
                         em.id.to_string(),
                         em.area,
-                        if active { "active" } else { "over" }.to_string(),
-                        fmt_time(em.until),
+                        if em.active { "active" } else { "over" }.to_string(),
+                        em.until,
                         em.reason,
                         em.declared_by,
-                        em.ended_by.unwrap_or_default(),
+                        em.ended_by,
                     ]
                 })
                 .collect();
@@ -352,16 +337,14 @@ async fn emergency(hub: &Hub, what: EmergencyCommand) -> Result<(), String> {
     }
 }
 
-pub fn audit(hub: &Hub, what: AuditCommand, format: Format) -> Result<(), String> {
-    let e = |e: gridhub_engine::EngineError| e.to_string();
+pub async fn audit(backend: &Backend, what: AuditCommand, format: Format) -> Result<(), String> {
     match what {
         AuditCommand::Verify { by } => {
-            let report = hub.audit_verify(&by).map_err(e)?;
-            if report.ok() {
+            let report = backend.audit_verify(&by).await?;
+            if report.problems.is_empty() {
                 println!(
                     "audit log intact: {} records, head {}",
-                    report.records,
-                    report.head.unwrap_or_default()
+                    report.records, report.head
                 );
                 Ok(())
             } else {
@@ -383,38 +366,30 @@ pub fn audit(hub: &Hub, what: AuditCommand, format: Format) -> Result<(), String
             outcome,
             limit,
         } => {
-            let outcome = match outcome.as_deref() {
-                None => None,
-                Some("ok") => Some(Outcome::Ok),
-                Some("denied") => Some(Outcome::Denied),
-                Some("error") => Some(Outcome::Error),
-                Some(o) => return Err(format!("unknown outcome '{o}' (ok, denied, error)")),
-            };
-            let filter = AuditFilter {
-                person_id: person,
+            let query = pb::SearchRequest {
+                person,
                 principal,
-                since: since.as_deref().map(time).transpose()?,
-                until: None,
+                since,
                 outcome,
-                limit,
+                limit: limit.map(|n| n as i64),
             };
-            let rows = hub
-                .audit_search(&by, &filter)
-                .map_err(e)?
+            let rows = backend
+                .audit_search(&by, query)
+                .await?
+                .records
                 .into_iter()
                 .map(|r| {
-                    let rec = r.record;
                     vec![
                         r.seq.to_string(),
-                        fmt_time(rec.at),
-                        format!("{:?}", rec.kind).to_lowercase(),
-                        rec.principal,
-                        rec.purpose.unwrap_or_default(),
-                        rec.outcome.as_str().to_string(),
-                        rec.rows.map(|n| n.to_string()).unwrap_or_default(),
-                        rec.tables.join(", "),
-                        rec.text,
-                        rec.message.unwrap_or_default(),
+                        r.at,
+                        r.kind,
+                        r.principal,
+                        r.purpose,
+                        r.outcome,
+                        r.rows.map(|n| n.to_string()).unwrap_or_default(),
+                        r.tables.join(", "),
+                        r.text,
+                        r.message,
                     ]
                 })
                 .collect();

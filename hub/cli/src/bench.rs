@@ -43,10 +43,39 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// The hub server on loopback: stream --rows rows over Flight SQL against collecting the
+    /// same query in-process; then --clients concurrent clients for --seconds
+    Serve {
+        /// Number of persons (the city is generated, or reused from `bench load`)
+        #[arg(long, default_value_t = 1_000_000)]
+        scale: usize,
+        #[arg(long, default_value = "gridhub-bench")]
+        dir: PathBuf,
+        /// Rows streamed (person repeated with UNION ALL)
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: u64,
+        /// Concurrent clients, each with its own token
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// How long the clients run
+        #[arg(long, default_value_t = 180)]
+        seconds: u64,
+        /// Runs of the stream (the median is reported)
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 pub async fn run(what: BenchCommand) -> Result<(), String> {
     match what {
+        BenchCommand::Serve {
+            scale,
+            dir,
+            rows,
+            clients,
+            seconds,
+            runs,
+        } => crate::bench_serve::serve(scale, &dir, rows, clients, seconds, runs.max(1)).await,
         BenchCommand::Load { scale, dir, runs } => load(scale, &dir, runs.max(1)).await,
         BenchCommand::Policy { scale, dir, runs } => policy(scale, &dir, runs.max(1)).await,
     }
@@ -73,7 +102,7 @@ fn rate(rows: u64, d: Duration) -> String {
     format!("{:.0} k rows/s", rows as f64 / d.as_secs_f64() / 1000.0)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -303,7 +332,7 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
 }
 
 /// Print a bench's (measurement, result) rows as one table headed by the command.
-fn print_report(command: &str, report: Vec<(String, String)>) {
+pub(crate) fn print_report(command: &str, report: Vec<(String, String)>) {
     let mut table = Table::new();
     table.load_preset(presets::UTF8_FULL_CONDENSED);
     table.set_header(vec![command.to_string(), "result".into()]);

@@ -1,34 +1,139 @@
-//! `gridhub catalog`: the catalog, printed from the `system.*` tables.
+//! `gridhub catalog`: sources, shared tables and (with `--columns`) every column with its
+//! tag, printed from the `gridhub.v1` catalog message — the same locally and remotely.
 
-use gridhub_engine::Hub;
+use std::sync::Arc;
 
+use arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{Field, Schema};
+use gridhub_proto::v1 as pb;
+
+use crate::backend::Backend;
 use crate::output::{Format, render};
 
-const SOURCES: &str = "
-SELECT s.name AS source, s.type, s.label, s.health,
-       s.materialised AS cached, s.last_refresh,
-       sum(l.accepted) AS accepted, sum(l.rejected) AS rejected, s.location
-FROM system.sources s LEFT JOIN system.loads l ON l.source = s.name
-GROUP BY s.name, s.type, s.label, s.health, s.materialised, s.last_refresh, s.location
-ORDER BY s.name";
+fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, String> {
+    let schema = Schema::new(
+        columns
+            .iter()
+            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+            .collect::<Vec<_>>(),
+    );
+    RecordBatch::try_new(
+        Arc::new(schema),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .map_err(|e| e.to_string())
+}
 
-const TABLES: &str = "
-SELECT name AS shared_table, label, key, rows, sources FROM system.tables ORDER BY name";
+fn text<T>(items: &[T], f: impl Fn(&T) -> &str) -> ArrayRef {
+    Arc::new(StringArray::from(
+        items.iter().map(|i| Some(f(i))).collect::<Vec<_>>(),
+    ))
+}
 
-const COLUMNS: &str = "
-SELECT table_name, name AS column_name, data_type, tag, label, is_key
-FROM system.columns ORDER BY table_name, position";
+fn empty_as_null<T>(items: &[T], f: impl Fn(&T) -> &str) -> ArrayRef {
+    Arc::new(StringArray::from(
+        items
+            .iter()
+            .map(|i| Some(f(i)).filter(|s| !s.is_empty()))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+fn sources(s: &[pb::Source]) -> Result<RecordBatch, String> {
+    batch(vec![
+        ("source", text(s, |x| &x.name)),
+        ("type", text(s, |x| &x.r#type)),
+        ("label", empty_as_null(s, |x| &x.label)),
+        ("health", text(s, |x| &x.health)),
+        (
+            "cached",
+            Arc::new(BooleanArray::from(
+                s.iter().map(|x| Some(x.cached)).collect::<Vec<_>>(),
+            )),
+        ),
+        ("last_refresh", empty_as_null(s, |x| &x.last_refresh)),
+        (
+            "accepted",
+            Arc::new(Int64Array::from(
+                s.iter().map(|x| x.accepted).collect::<Vec<_>>(),
+            )),
+        ),
+        (
+            "rejected",
+            Arc::new(Int64Array::from(
+                s.iter().map(|x| x.rejected).collect::<Vec<_>>(),
+            )),
+        ),
+        ("location", empty_as_null(s, |x| &x.location)),
+    ])
+}
+
+fn tables(t: &[pb::SharedTable]) -> Result<RecordBatch, String> {
+    batch(vec![
+        ("shared_table", text(t, |x| &x.name)),
+        ("label", empty_as_null(t, |x| &x.label)),
+        ("key", text(t, |x| &x.key)),
+        (
+            "rows",
+            Arc::new(Int64Array::from(
+                t.iter().map(|x| x.rows).collect::<Vec<_>>(),
+            )),
+        ),
+        ("sources", empty_as_null(t, |x| &x.sources)),
+    ])
+}
+
+fn columns(c: &[pb::Column]) -> Result<RecordBatch, String> {
+    batch(vec![
+        ("table_name", text(c, |x| &x.table)),
+        ("column_name", text(c, |x| &x.name)),
+        ("data_type", text(c, |x| &x.data_type)),
+        ("tag", text(c, |x| &x.tag)),
+        ("label", empty_as_null(c, |x| &x.label)),
+        (
+            "is_key",
+            Arc::new(BooleanArray::from(
+                c.iter().map(|x| Some(x.is_key)).collect::<Vec<_>>(),
+            )),
+        ),
+    ])
+}
 
 /// Print the catalog. JSON output is one object with a key per section.
-pub async fn show(hub: &Hub, format: Format, columns: bool) -> Result<(), String> {
-    let mut sections = vec![("sources", SOURCES), ("tables", TABLES)];
-    if columns {
-        sections.push(("columns", COLUMNS));
+pub async fn show(
+    backend: &Backend,
+    format: Format,
+    with_columns: bool,
+    with_rejects: bool,
+) -> Result<(), String> {
+    let catalog = backend.catalog().await?;
+    let mut sections = vec![
+        ("sources", sources(&catalog.sources)?),
+        ("tables", tables(&catalog.tables)?),
+    ];
+    if with_columns {
+        sections.push(("columns", columns(&catalog.columns)?));
+    }
+    if with_rejects {
+        let r = backend.rejects().await?.counts;
+        sections.push((
+            "rejects",
+            batch(vec![
+                ("source", text(&r, |x| &x.source)),
+                ("source_table", text(&r, |x| &x.source_table)),
+                ("target_table", text(&r, |x| &x.target_table)),
+                (
+                    "rows",
+                    Arc::new(Int64Array::from(
+                        r.iter().map(|x| x.rows).collect::<Vec<_>>(),
+                    )),
+                ),
+            ])?,
+        ));
     }
     let mut rendered = Vec::new();
-    for (name, sql) in &sections {
-        let batches = hub.query(sql).await.map_err(|e| e.to_string())?;
-        rendered.push((*name, render(&batches, format, None)?));
+    for (name, b) in &sections {
+        rendered.push((*name, render(std::slice::from_ref(b), format, None)?));
     }
     let text = match format {
         Format::Json => format!(

@@ -91,7 +91,14 @@ pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
         hub.mappings().len(),
         started.elapsed().as_secs_f64()
     );
-    crate::catalog::show(&hub, Format::Table, false).await?;
+    let hub = std::sync::Arc::new(hub);
+    crate::catalog::show(
+        &crate::backend::Backend::Local(hub.clone()),
+        Format::Table,
+        false,
+        false,
+    )
+    .await?;
 
     for showcase in showcase_queries() {
         println!("\n== {}\n", showcase.title);
@@ -104,6 +111,13 @@ pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
     println!(
         "\nAsk your own question, as one of the principals (`gridhub principals --config {0}`):\n  \
          gridhub query --config {0} --as zhao.street \"SELECT name, phone, area_code FROM person LIMIT 5\"",
+        config.display()
+    );
+    println!(
+        "Or serve it to Flight SQL clients (Python ADBC, JDBC, the gridhub CLI):\n  \
+         gridhub serve --config {0}\n  \
+         gridhub token issue --config {0} --principal zhao.street\n  \
+         gridhub query --server http://127.0.0.1:50051 --token <token> \"SELECT count(*) FROM person\"",
         config.display()
     );
     Ok(())

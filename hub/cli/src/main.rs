@@ -5,14 +5,19 @@
 //! the sources, shared tables, row counts and rejects; `gridhub refresh` rebuilds the caches
 //! of materialised sources and reloads the statistics; `gridhub bench load` measures loading.
 //! `gridhub query --as ID --purpose P` runs under the access policy; `gridhub principals`,
-//! `gridhub policy …` and `gridhub audit …` administer it.
+//! `gridhub policy …` and `gridhub audit …` administer it. `gridhub serve` runs the hub
+//! server (Arrow Flight SQL and the hub's gRPC services); `--server URL --token T` runs
+//! `query`, `catalog`, `policy` and `audit` against a running hub instead of a config.
 
 mod access;
+mod backend;
 mod bench;
+mod bench_serve;
 mod catalog;
 mod demo;
 mod output;
 mod progress;
+mod serve;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +26,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gridhub_engine::Hub;
 
+use crate::backend::{Backend, RemoteArg};
 use crate::output::Format;
 
 #[derive(Parser, Debug)]
@@ -80,6 +86,8 @@ enum Command {
         /// The purpose of the query (routine, statistics, elderly_care, epidemic_response, …)
         #[arg(long)]
         purpose: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArg,
         /// The SQL statement
         sql: String,
     },
@@ -94,6 +102,8 @@ enum Command {
     Policy {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        remote: RemoteArg,
         #[command(subcommand)]
         what: access::PolicyCommand,
     },
@@ -101,6 +111,8 @@ enum Command {
     Audit {
         #[command(flatten)]
         config: ConfigArg,
+        #[command(flatten)]
+        remote: RemoteArg,
         #[arg(long, short, value_enum, default_value_t = Format::Table)]
         format: Format,
         #[command(subcommand)]
@@ -115,6 +127,29 @@ enum Command {
         /// Also list every shared column with its tag and label
         #[arg(long)]
         columns: bool,
+        /// Also count rejected rows per source table (the rows: `_rejects`, under the policy)
+        #[arg(long)]
+        rejects: bool,
+        #[command(flatten)]
+        remote: RemoteArg,
+    },
+    /// Serve Arrow Flight SQL and the hub's gRPC services (catalog, policy, audit, health)
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Listen here instead of [server] listen (e.g. 0.0.0.0:50051; port 0 picks one)
+        #[arg(long)]
+        listen: Option<String>,
+        /// Serve /metrics here instead of [server] metrics_listen
+        #[arg(long)]
+        metrics_listen: Option<String>,
+    },
+    /// Issue, list and revoke the bearer tokens that identify callers of `gridhub serve`
+    Token {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        what: serve::TokenCommand,
     },
     /// Rebuild the caches of materialised sources (all, or those named) and reload statistics
     Refresh {
@@ -172,29 +207,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             max_rows,
             principal,
             purpose,
+            remote,
             sql,
         } => {
-            let hub = open(&config.path()).await?;
-            let batches = match principal {
-                Some(id) => {
-                    hub.query_as(&id, purpose.as_deref(), &sql)
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .batches
-                }
-                None if !hub.governance().principals().is_empty() => {
-                    return Err(format!(
-                        "this hub has principals: run the query as one with --as ID [--purpose P] (principals: {})",
-                        hub.governance()
-                            .principals()
-                            .iter()
-                            .map(|p| p.id.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                }
-                None => hub.query(&sql).await.map_err(|e| e.to_string())?,
-            };
+            let backend = backend(&config, &remote, purpose.as_deref()).await?;
+            let batches = backend
+                .query(principal.as_deref(), purpose.as_deref(), &sql)
+                .await?;
             print(&output::render(&batches, format, max_rows)?)
         }
         Command::Principals { config, format } => {
@@ -203,28 +222,46 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             access::principals(&hub, format)
         }
-        Command::Policy { config, what } => {
-            let hub = open(&config.path()).await?;
-            access::policy(&hub, what).await
+        Command::Policy {
+            config,
+            remote,
+            what,
+        } => {
+            let backend = backend(&config, &remote, None).await?;
+            access::policy(&backend, what).await
         }
         Command::Audit {
             config,
+            remote,
             format,
             what,
         } => {
-            let hub = Hub::open_path(&config.path())
-                .await
-                .map_err(|e| e.to_string())?;
-            access::audit(&hub, what, format)
+            let backend = match remote.connect(None).await? {
+                Some(r) => Backend::Remote(r),
+                None => Backend::Local(std::sync::Arc::new(
+                    Hub::open_path(&config.path())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )),
+            };
+            access::audit(&backend, what, format).await
         }
         Command::Catalog {
             config,
             format,
             columns,
+            rejects,
+            remote,
         } => {
-            let hub = open(&config.path()).await?;
-            catalog::show(&hub, format, columns).await
+            let backend = backend(&config, &remote, None).await?;
+            catalog::show(&backend, format, columns, rejects).await
         }
+        Command::Serve {
+            config,
+            listen,
+            metrics_listen,
+        } => serve::serve(&config.path(), listen, metrics_listen).await,
+        Command::Token { config, what } => serve::token(&config.path(), what).await,
         Command::Refresh { config, sources } => {
             let hub = open(&config.path()).await?;
             let bar = progress::Bar::new(quiet());
@@ -238,10 +275,28 @@ async fn run(cli: Cli) -> Result<(), String> {
             for (source, rows) in refreshed {
                 println!("refreshed {source}: {rows} rows");
             }
-            catalog::show(&hub, Format::Table, false).await
+            catalog::show(
+                &Backend::Local(std::sync::Arc::new(hub)),
+                Format::Table,
+                false,
+                false,
+            )
+            .await
         }
         Command::Bench { what } => bench::run(what).await,
     }
+}
+
+/// The hub a command runs on: `--server` when given, else the config (loaded on first use).
+async fn backend(
+    config: &ConfigArg,
+    remote: &RemoteArg,
+    purpose: Option<&str>,
+) -> Result<Backend, String> {
+    Ok(match remote.connect(purpose).await? {
+        Some(r) => Backend::Remote(r),
+        None => Backend::Local(std::sync::Arc::new(open(&config.path()).await?)),
+    })
 }
 
 /// Open the hub; load statistics on first use so the catalog is never empty.

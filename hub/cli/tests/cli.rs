@@ -213,3 +213,182 @@ fn unicode_width(line: &str) -> usize {
         })
         .sum()
 }
+
+/// `gridhub serve` on the demo config, and the CLI's remote mode: a token from
+/// `gridhub token issue`, then `query`, `catalog`, `policy history` and `audit search` with
+/// `--server` print what the local commands print; a revoked token is refused; SIGTERM
+/// stops the server cleanly.
+#[test]
+fn serve_and_remote_cli_agree_with_local() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let out = gridhub(&["demo", "--scale", "2000"], cwd);
+    assert!(out.status.success(), "demo failed: {}", stderr(&out));
+
+    /// Kills the server if the test fails before it stops it.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_gridhub"))
+            // Free ports: other tests may serve the demo's.
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(cwd)
+            .env_remove("GRIDHUB_CONFIG")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start gridhub serve"),
+    );
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("gridhub serve ended before it listened")
+            .unwrap();
+        if let Some(rest) = line.split(" on ").nth(1)
+            && line.starts_with("gridhub serving")
+        {
+            break rest.split(' ').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    let issue = |who: &str| {
+        let out = gridhub(&["token", "issue", "--principal", who], cwd);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    let zhao = issue("zhao.street");
+    let sql = "SELECT name, phone, area_code FROM person ORDER BY name, phone";
+    let local = gridhub(&["query", "--as", "zhao.street", "-f", "csv", sql], cwd);
+    assert!(local.status.success(), "{}", stderr(&local));
+    let remote = gridhub(
+        &[
+            "query", "--server", &url, "--token", &zhao, "-f", "csv", sql,
+        ],
+        cwd,
+    );
+    assert!(remote.status.success(), "{}", stderr(&remote));
+    assert!(stdout(&local).lines().count() > 1);
+    assert_eq!(
+        stdout(&remote),
+        stdout(&local),
+        "remote and local query differ"
+    );
+
+    let local = gridhub(&["catalog", "--columns"], cwd);
+    let remote = gridhub(
+        &["catalog", "--columns", "--server", &url, "--token", &zhao],
+        cwd,
+    );
+    assert!(remote.status.success(), "{}", stderr(&remote));
+    assert_eq!(
+        stdout(&remote),
+        stdout(&local),
+        "remote and local catalog differ"
+    );
+
+    let qian = issue("qian.security");
+    let local = gridhub(&["policy", "history", "--by", "qian.security"], cwd);
+    let remote = gridhub(
+        &["policy", "--server", &url, "--token", &qian, "history"],
+        cwd,
+    );
+    assert!(remote.status.success(), "{}", stderr(&remote));
+    assert_eq!(stdout(&remote), stdout(&local), "policy history differs");
+    // Remotely the token acts: --by is refused rather than trusted.
+    let out = gridhub(
+        &[
+            "policy",
+            "--server",
+            &url,
+            "--token",
+            &zhao,
+            "history",
+            "--by",
+            "qian.security",
+        ],
+        cwd,
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("drop --by"), "{}", stderr(&out));
+    // A street officer may not read it.
+    let out = gridhub(
+        &["policy", "--server", &url, "--token", &zhao, "history"],
+        cwd,
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("zhao.street (roles street_officer) may not"),
+        "{}",
+        stderr(&out)
+    );
+
+    let wu = issue("wu.audit");
+    let local = gridhub(
+        &[
+            "audit",
+            "-f",
+            "csv",
+            "search",
+            "--by",
+            "wu.audit",
+            "--principal",
+            "zhao.street",
+        ],
+        cwd,
+    );
+    let remote = gridhub(
+        &[
+            "audit",
+            "--server",
+            &url,
+            "--token",
+            &wu,
+            "-f",
+            "csv",
+            "search",
+            "--principal",
+            "zhao.street",
+        ],
+        cwd,
+    );
+    assert!(local.status.success(), "{}", stderr(&local));
+    assert!(remote.status.success(), "{}", stderr(&remote));
+    assert_eq!(stdout(&remote), stdout(&local), "audit search differs");
+    assert!(stdout(&local).contains(sql), "{}", stdout(&local));
+
+    // Revoked: refused from the next call on.
+    let out = gridhub(&["token", "list"], cwd);
+    let id = stdout(&out)
+        .lines()
+        .find(|l| l.contains("zhao.street"))
+        .and_then(|l| l.split(['│', '┆']).nth(1))
+        .map(|s| s.trim().to_string())
+        .expect("zhao's token listed");
+    let out = gridhub(&["token", "revoke", &id], cwd);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = gridhub(&["query", "--server", &url, "--token", &zhao, sql], cwd);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("revoked"), "{}", stderr(&out));
+
+    let pid = server.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let status = server.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "gridhub serve did not stop cleanly: {status:?}"
+    );
+}

@@ -32,6 +32,173 @@ pub struct HubSection {
     pub audit_key: Option<String>,
 }
 
+/// `[server]` as written: how `gridhub serve` listens and guards queries.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    #[serde(default)]
+    pub listen: Option<String>,
+    #[serde(default)]
+    pub metrics_listen: Option<String>,
+    #[serde(default)]
+    pub tls_cert: Option<String>,
+    #[serde(default)]
+    pub tls_key: Option<String>,
+    #[serde(default)]
+    pub client_ca: Option<String>,
+    #[serde(default)]
+    pub insecure_plaintext: Option<bool>,
+    #[serde(default)]
+    pub query_timeout_secs: Option<u64>,
+    #[serde(default)]
+    pub query_memory_mb: Option<usize>,
+    #[serde(default)]
+    pub max_queries_per_principal: Option<usize>,
+    #[serde(default)]
+    pub max_request_kb: Option<usize>,
+    #[serde(default)]
+    pub token_ttl_days: Option<u32>,
+}
+
+/// TLS of the hub server: its certificate and key, and the CA of client certificates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// mTLS: client certificates signed by this CA identify their principal (Subject CN).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// The resolved `[server]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub listen: std::net::SocketAddr,
+    /// Where Prometheus scrapes `/metrics` (none: no metrics endpoint).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// TLS is required when set: a plaintext connection is refused.
+    pub tls: Option<TlsFiles>,
+    /// Serve plaintext on an address other than loopback.
+    pub insecure_plaintext: bool,
+    pub query_timeout: std::time::Duration,
+    /// Each query's memory pool (`query_memory_mb`, in bytes).
+    pub query_memory_bytes: usize,
+    pub max_queries_per_principal: usize,
+    pub max_request_kb: usize,
+    pub token_ttl_days: u32,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const ENV_LISTEN: &str = "GRIDHUB_LISTEN";
+pub const ENV_METRICS_LISTEN: &str = "GRIDHUB_METRICS_LISTEN";
+pub const ENV_QUERY_TIMEOUT_SECS: &str = "GRIDHUB_QUERY_TIMEOUT_SECS";
+pub const ENV_QUERY_MEMORY_MB: &str = "GRIDHUB_QUERY_MEMORY_MB";
+pub const ENV_MAX_QUERIES_PER_PRINCIPAL: &str = "GRIDHUB_MAX_QUERIES_PER_PRINCIPAL";
+
+impl ServerConfig {
+    fn resolve(
+        section: ServerSection,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        err: &dyn Fn(String) -> EngineError,
+    ) -> Result<Self> {
+        let address = |key: &str, text: String| -> Result<std::net::SocketAddr> {
+            text.parse().map_err(|_| {
+                err(format!(
+                    "[server] {key} = '{text}' is not an address (ip:port, e.g. 127.0.0.1:50051)"
+                ))
+            })
+        };
+        let number =
+            |key: &str, file: Option<u64>, var: Option<&str>, default: u64| -> Result<u64> {
+                let value = match (file, var.and_then(|v| env(v).map(|x| (v, x)))) {
+                    (Some(n), _) => n,
+                    (None, Some((var, text))) => text
+                        .parse()
+                        .map_err(|_| err(format!("{var}={text} is not a number")))?,
+                    (None, None) => default,
+                };
+                if value == 0 {
+                    return Err(err(format!("[server] {key} must be positive")));
+                }
+                Ok(value)
+            };
+        let listen = address(
+            "listen",
+            section
+                .listen
+                .or_else(|| env(ENV_LISTEN))
+                .unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+        )?;
+        let metrics_listen = section
+            .metrics_listen
+            .or_else(|| env(ENV_METRICS_LISTEN))
+            .map(|a| address("metrics_listen", a))
+            .transpose()?;
+        let path = |p: String| {
+            if Path::new(&p).is_absolute() {
+                PathBuf::from(p)
+            } else {
+                base.join(p)
+            }
+        };
+        let tls = match (section.tls_cert, section.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: path(cert),
+                key: path(key),
+                client_ca: section.client_ca.map(path),
+            }),
+            (None, None) if section.client_ca.is_some() => {
+                return Err(err(
+                    "[server] client_ca needs tls_cert and tls_key (mTLS is TLS)".into(),
+                ));
+            }
+            (None, None) => None,
+            _ => {
+                return Err(err(
+                    "[server] tls_cert and tls_key go together: set both, or neither".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            listen,
+            metrics_listen,
+            tls,
+            insecure_plaintext: section.insecure_plaintext.unwrap_or(false),
+            query_timeout: std::time::Duration::from_secs(number(
+                "query_timeout_secs",
+                section.query_timeout_secs,
+                Some(ENV_QUERY_TIMEOUT_SECS),
+                300,
+            )?),
+            query_memory_bytes: (number(
+                "query_memory_mb",
+                section.query_memory_mb.map(|n| n as u64),
+                Some(ENV_QUERY_MEMORY_MB),
+                1024,
+            )? as usize)
+                << 20,
+            max_queries_per_principal: number(
+                "max_queries_per_principal",
+                section.max_queries_per_principal.map(|n| n as u64),
+                Some(ENV_MAX_QUERIES_PER_PRINCIPAL),
+                4,
+            )? as usize,
+            max_request_kb: number(
+                "max_request_kb",
+                section.max_request_kb.map(|n| n as u64),
+                None,
+                4096,
+            )? as usize,
+            token_ttl_days: number(
+                "token_ttl_days",
+                section.token_ttl_days.map(u64::from),
+                None,
+                90,
+            )? as u32,
+        })
+    }
+}
+
 /// The config file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +213,8 @@ struct ConfigFile {
     mappings: Vec<MappingConfig>,
     #[serde(default)]
     principals: Vec<Principal>,
+    #[serde(default)]
+    server: Option<ServerSection>,
 }
 
 /// One `[[sources]]` entry: the common keys, and every key for the connector.
@@ -76,6 +245,8 @@ pub struct HubConfig {
     pub sources: Vec<SourceConfig>,
     pub tables: Vec<TablePrecedence>,
     pub mappings: Vec<MappingConfig>,
+    /// How `gridhub serve` listens and guards queries (`[server]`).
+    pub server: ServerConfig,
 }
 
 const DEFAULT_STATE_DIR: &str = ".gridhub";
@@ -201,6 +372,8 @@ impl HubConfig {
                 hex::encode(Sha256::digest(format!("gridhub-audit:{pseudonym_key}")))
             }
         };
+        let server =
+            ServerConfig::resolve(file.server.clone().unwrap_or_default(), &base, &env, &err)?;
         let mut seen_principals = BTreeSet::new();
         for p in &file.principals {
             if !seen_principals.insert(p.id.clone()) {
@@ -296,6 +469,7 @@ impl HubConfig {
             sources,
             tables: file.tables,
             mappings: file.mappings,
+            server,
         })
     }
 

@@ -35,6 +35,9 @@ pub enum EngineError {
     Audit(#[from] gridhub_audit::AuditError),
     #[error("query failed: {message}")]
     Query { message: String },
+    /// A query outgrew its memory pool (the message says which operator and how much).
+    #[error("{message}")]
+    ResourcesExhausted { message: String },
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -88,7 +88,7 @@ pub struct GovernedAnswer {
 /// The policy, its store, the principals and the audit log of a hub.
 pub struct Governance {
     store: PolicyStore,
-    audit: AuditLog,
+    audit: Arc<AuditLog>,
     principals: Vec<Principal>,
     known: Known,
     /// Active policy version and its compiled form, or why none can be used.
@@ -173,7 +173,7 @@ impl Governance {
         };
         let governance = Self {
             store,
-            audit,
+            audit: Arc::new(audit),
             principals: config.principals.clone(),
             known,
             active: RwLock::new(Err("no policy loaded".into())),
@@ -272,6 +272,11 @@ impl Governance {
 
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// The audit log, shared (a streamed answer appends its record when it ends).
+    pub fn audit_log(&self) -> Arc<AuditLog> {
+        self.audit.clone()
     }
 
     pub fn known(&self) -> &Known {
@@ -804,46 +809,23 @@ impl Hub {
             Err(EngineError::Denied { message }) => (Outcome::Denied, Some(message), None),
             Err(e) => (Outcome::Error, Some(e.to_string()), None),
         };
-        let sensitive_read = decisions.iter().any(|d| {
-            d.columns.iter().any(|c| {
-                matches!(c.tag, Tag::Health | Tag::Location)
-                    && (c.access != Access::Denied
-                        || !c.emergency_clear_areas.is_empty()
-                        || !c.emergency_masked_areas.is_empty())
-            })
-        });
-        let (person_ids, truncated) = match (&batches, sensitive_read) {
-            (Some(b), true) => person_ids(b),
+        let (person_ids, truncated) = match &batches {
+            Some(b) if reads_sensitive(&decisions) => person_ids(b),
             _ => (Vec::new(), false),
         };
-        let record = AuditRecord {
-            at: Utc::now(),
-            kind: RecordKind::Query,
-            principal: principal.id.clone(),
-            roles: principal.roles.clone(),
-            area: principal.area.clone(),
-            purpose: purpose.map(str::to_string),
-            text: sql.to_string(),
-            tables: decisions.iter().map(|d| d.table.clone()).collect(),
-            columns: decisions
-                .iter()
-                .flat_map(|d| {
-                    d.columns.iter().map(|c| ColumnAccessRecord {
-                        table: d.table.clone(),
-                        column: c.column.clone(),
-                        decision: describe_access(c),
-                    })
-                })
-                .collect(),
-            rows: batches
+        let record = query_record(
+            &principal,
+            purpose,
+            sql,
+            &decisions,
+            batches
                 .as_ref()
                 .map(|b| b.iter().map(|b| b.num_rows() as u64).sum()),
             outcome,
-            message: message.clone(),
-            duration_ms: Some(started.elapsed().as_millis() as u64),
-            person_ids,
-            person_ids_truncated: truncated,
-        };
+            message.clone(),
+            started,
+            (person_ids, truncated),
+        );
         // Durable before the result is returned; if it cannot be recorded, nothing is.
         let audit_seq = gov.audit().append(&record)?;
         match batches {
@@ -870,6 +852,19 @@ impl Hub {
         purpose: Option<&str>,
         sql: &str,
         decisions: &mut Vec<Arc<TableDecision>>,
+    ) -> Result<DataFrame> {
+        self.plan_as_within(principal, purpose, sql, decisions, &QueryLimits::default())
+            .await
+    }
+
+    /// [`Hub::plan_as`] under `limits` (the plan runs in its own memory pool when one is set).
+    pub async fn plan_as_within(
+        &self,
+        principal: &Principal,
+        purpose: Option<&str>,
+        sql: &str,
+        decisions: &mut Vec<Arc<TableDecision>>,
+        limits: &QueryLimits,
     ) -> Result<DataFrame> {
         let gov = self.governance();
         gov.reload().await?;
@@ -959,10 +954,24 @@ impl Hub {
             .options_mut()
             .catalog
             .create_default_catalog_and_schema = false;
-        let governed = SessionStateBuilder::new_from_existing(state)
+        let mut builder = SessionStateBuilder::new_from_existing(state)
             .with_config(config)
-            .with_catalog_list(catalogs)
-            .build();
+            .with_catalog_list(catalogs);
+        if let Some(bytes) = limits.memory_bytes {
+            // Fair spill pool: sorts and aggregations spill to disk within it; what cannot
+            // spill (a join's hash table) fails with ResourcesExhausted instead of taking
+            // memory the rest of the hub needs.
+            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+                self.context().runtime_env().as_ref(),
+            )
+            .with_memory_pool(Arc::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+            ))
+            .build_arc()
+            .map_err(|e| self.describe(e))?;
+            builder = builder.with_runtime_env(runtime);
+        }
+        let governed = builder.build();
         let plan = governed
             .statement_to_plan(statement)
             .await
@@ -1094,8 +1103,69 @@ pub fn describe_access(c: &ColumnDecision) -> String {
     s
 }
 
+/// Limits a governed query runs under (the hub server's guards; none locally).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// The query's own memory pool, in bytes.
+    pub memory_bytes: Option<usize>,
+}
+
+/// Whether a query's decisions open a health or location column (then the `person_id`s it
+/// returns are audited).
+pub(crate) fn reads_sensitive(decisions: &[Arc<TableDecision>]) -> bool {
+    decisions.iter().any(|d| {
+        d.columns.iter().any(|c| {
+            matches!(c.tag, Tag::Health | Tag::Location)
+                && (c.access != Access::Denied
+                    || !c.emergency_clear_areas.is_empty()
+                    || !c.emergency_masked_areas.is_empty())
+        })
+    })
+}
+
+/// The audit record of a query.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn query_record(
+    principal: &Principal,
+    purpose: Option<&str>,
+    sql: &str,
+    decisions: &[Arc<TableDecision>],
+    rows: Option<u64>,
+    outcome: Outcome,
+    message: Option<String>,
+    started: Instant,
+    (person_ids, person_ids_truncated): (Vec<String>, bool),
+) -> AuditRecord {
+    AuditRecord {
+        at: Utc::now(),
+        kind: RecordKind::Query,
+        principal: principal.id.clone(),
+        roles: principal.roles.clone(),
+        area: principal.area.clone(),
+        purpose: purpose.map(str::to_string),
+        text: sql.to_string(),
+        tables: decisions.iter().map(|d| d.table.clone()).collect(),
+        columns: decisions
+            .iter()
+            .flat_map(|d| {
+                d.columns.iter().map(|c| ColumnAccessRecord {
+                    table: d.table.clone(),
+                    column: c.column.clone(),
+                    decision: describe_access(c),
+                })
+            })
+            .collect(),
+        rows,
+        outcome,
+        message,
+        duration_ms: Some(started.elapsed().as_millis() as u64),
+        person_ids,
+        person_ids_truncated,
+    }
+}
+
 /// Distinct `person_id`s in a result, at most [`AUDIT_PERSON_ID_BOUND`].
-fn person_ids(batches: &[RecordBatch]) -> (Vec<String>, bool) {
+pub(crate) fn person_ids(batches: &[RecordBatch]) -> (Vec<String>, bool) {
     let mut ids = BTreeSet::new();
     let mut truncated = false;
     for b in batches {

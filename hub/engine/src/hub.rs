@@ -689,6 +689,9 @@ impl Hub {
             DataFusionError::SchemaError(err, _) => EngineError::Sql {
                 message: err.to_string(),
             },
+            DataFusionError::ResourcesExhausted(_) => EngineError::ResourcesExhausted {
+                message: root.to_string(),
+            },
             other => EngineError::Query {
                 message: other.to_string(),
             },

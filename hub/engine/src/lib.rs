@@ -16,15 +16,17 @@ pub mod error;
 pub mod govern;
 pub mod hub;
 pub mod snapshot;
+pub mod stream;
 pub mod system;
 mod unavailable;
 
-pub use config::{HubConfig, SourceConfig};
+pub use config::{HubConfig, ServerConfig, SourceConfig, TlsFiles};
 pub use error::{EngineError, Result};
-pub use govern::{Governance, GovernedAnswer, GuardedTable, describe_access};
+pub use govern::{Governance, GovernedAnswer, GuardedTable, QueryLimits, describe_access};
 pub use gridhub_policy::Principal;
 pub use hub::{
     Hub, LIVE_SCHEMA, LoadSummary, NoProgress, Progress, REJECTS_TABLE, SHARED_SCHEMA,
     SYSTEM_SCHEMA, SourceState, rejects_schema, source_schema,
 };
+pub use stream::{GovernedStream, PreparedPlan};
 pub use system::TABLES as SYSTEM_TABLES;

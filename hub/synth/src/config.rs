@@ -197,6 +197,13 @@ pub fn hub_config() -> String {
          # (or GRIDHUB_PSEUDONYM_KEY) for real data."
     );
     let _ = writeln!(s, "pseudonym_key = {}", q(DEMO_PSEUDONYM_KEY));
+    let _ = writeln!(
+        s,
+        "\n# `gridhub serve`: plaintext on loopback for the demo (deploy/README.md: TLS, mTLS).\n\
+         [server]\n\
+         listen = \"127.0.0.1:50051\"\n\
+         metrics_listen = \"127.0.0.1:9464\""
+    );
 
     let _ = writeln!(
         s,

@@ -1,0 +1,277 @@
+//! `gridhub bench serve`: the hub server on loopback. (1) Stream a table of `--rows` rows to
+//! a Flight SQL client and compare with collecting the same governed query in-process
+//! (bytes/s, rows/s, the ratio). (2) `--clients` concurrent clients, each with its own token,
+//! run a mix of governed queries for `--seconds`: throughput, p50/p99 latency, errors.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow_flight::decode::DecodedPayload;
+use futures::StreamExt;
+use gridhub_engine::{Hub, NoProgress, QueryLimits};
+use gridhub_server::client::{Remote, RemoteOptions, to_status};
+use gridhub_synth::{CONFIG_FILE, City, ELDERLY_WALKUP_SQL, GenerateOptions, is_generated};
+
+/// The streaming query's principal: the city analyst reads every row of the city.
+const STREAM_PRINCIPAL: &str = "wang.city";
+
+/// The concurrent mix: (principal, purpose, SQL).
+const MIX: [(&str, Option<&str>, &str); 5] = [
+    ("zhao.street", None, ELDERLY_WALKUP_SQL),
+    (
+        "chen.community",
+        None,
+        "SELECT name, phone, area_code FROM person ORDER BY name LIMIT 200",
+    ),
+    (
+        "li.district",
+        None,
+        "SELECT substr(area_code, 1, 12) AS community, count(*) AS persons FROM person GROUP BY 1",
+    ),
+    (
+        "sun.health",
+        Some("epidemic_response"),
+        "SELECT health_code, count(*) AS n FROM health_record GROUP BY health_code",
+    ),
+    (
+        "wang.city",
+        None,
+        "SELECT b.property_company, count(*) AS houses FROM house h \
+         JOIN building b ON b.building_id = h.building_id GROUP BY 1",
+    ),
+];
+
+/// A `--rows`-row query over person: the table repeated with UNION ALL as often as needed.
+fn stream_sql(person_rows: u64, rows: u64) -> String {
+    let copies = rows.div_ceil(person_rows.max(1)).max(1);
+    let one = "SELECT person_id, gender, birth_date, area_code, house_id FROM person";
+    let union = vec![one; copies as usize].join(" UNION ALL ");
+    format!("SELECT * FROM ({union}) LIMIT {rows}")
+}
+
+fn gbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / d.as_secs_f64() / 1e9
+}
+
+pub async fn serve(
+    scale: usize,
+    dir: &Path,
+    rows: u64,
+    clients: usize,
+    seconds: u64,
+    runs: usize,
+) -> Result<(), String> {
+    let err = |e: gridhub_engine::EngineError| e.to_string();
+    let opts = GenerateOptions {
+        scale,
+        ..Default::default()
+    };
+    if !is_generated(dir, &opts) {
+        let city = City::generate(&opts);
+        city.write(dir, &gridhub_synth::NoProgress)
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(dir.join(".gridhub"));
+    }
+    let config = gridhub_engine::HubConfig::load(&dir.join(CONFIG_FILE)).map_err(err)?;
+    let hub = Hub::open(config).await.map_err(err)?;
+    if hub.snapshot().is_none() {
+        hub.load(&NoProgress).await.map_err(err)?;
+    }
+    let hub = Arc::new(hub);
+    let mut server_config = hub.config().server.clone();
+    server_config.listen = "127.0.0.1:0".parse().expect("address");
+    server_config.metrics_listen = None;
+    server_config.max_queries_per_principal = clients.max(1);
+    let server = gridhub_server::start(hub.clone(), server_config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let url = format!("http://{}", server.addr);
+    let store =
+        gridhub_server::TokenStore::open(&hub.config().state_dir).map_err(|e| e.to_string())?;
+    let token = |who: &str| -> Result<String, String> {
+        store
+            .issue(
+                who,
+                chrono::Duration::hours(6),
+                "bench serve",
+                chrono::Utc::now(),
+            )
+            .map(|(t, _)| t)
+            .map_err(|e| e.to_string())
+    };
+    let mut report: Vec<(String, String)> = Vec::new();
+
+    // 1. Streaming.
+    let person_rows = hub
+        .query("SELECT count(*) FROM person")
+        .await
+        .map_err(err)?
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .map(|a| a.value(0) as u64)
+        })
+        .unwrap_or(0);
+    let sql = stream_sql(person_rows, rows);
+    let limits = QueryLimits {
+        memory_bytes: Some(hub.config().server.query_memory_bytes),
+    };
+    let remote = Remote::connect(&RemoteOptions {
+        url: url.clone(),
+        token: Some(token(STREAM_PRINCIPAL)?),
+        ..Default::default()
+    })
+    .await?;
+    let mut local_times = Vec::new();
+    let mut remote_times = Vec::new();
+    let (mut local_rows, mut local_bytes, mut remote_rows, mut remote_bytes, mut wire_bytes) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
+    for _ in 0..runs {
+        // In-process: the same governed query, collected batch by batch.
+        let started = Instant::now();
+        let mut stream = hub
+            .stream_as(STREAM_PRINCIPAL, None, &sql, None, &limits)
+            .await
+            .map_err(err)?;
+        let (mut n, mut bytes) = (0u64, 0u64);
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(err)?;
+            n += batch.num_rows() as u64;
+            bytes += batch.get_array_memory_size() as u64;
+        }
+        local_times.push(started.elapsed());
+        (local_rows, local_bytes) = (n, bytes);
+
+        // Over Flight SQL on loopback: decoded into Arrow batches by the client.
+        let started = Instant::now();
+        let mut client = remote.flight_sql();
+        let info = client
+            .execute(sql.clone(), None)
+            .await
+            .map_err(|e| to_status(e).to_string())?;
+        let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
+        let mut flight = client
+            .do_get(ticket)
+            .await
+            .map_err(|e| to_status(e).to_string())?
+            .into_inner();
+        let (mut n, mut bytes, mut wire) = (0u64, 0u64, 0u64);
+        while let Some(data) = flight.next().await {
+            let data = data.map_err(|e| to_status(e).to_string())?;
+            wire += (data.inner.data_body.len() + data.inner.data_header.len()) as u64;
+            if let DecodedPayload::RecordBatch(batch) = &data.payload {
+                n += batch.num_rows() as u64;
+                bytes += batch.get_array_memory_size() as u64;
+            }
+        }
+        remote_times.push(started.elapsed());
+        (remote_rows, remote_bytes, wire_bytes) = (n, bytes, wire);
+    }
+    if remote_rows != local_rows {
+        return Err(format!(
+            "the client received {remote_rows} rows, in-process {local_rows}"
+        ));
+    }
+    let local = crate::bench::median(local_times);
+    let remote_t = crate::bench::median(remote_times);
+    report.push((
+        format!("in-process: governed query, {local_rows} rows (collect)"),
+        format!(
+            "{:.2} s = {:.2} GB/s Arrow, {:.1} M rows/s",
+            local.as_secs_f64(),
+            gbps(local_bytes, local),
+            local_rows as f64 / local.as_secs_f64() / 1e6
+        ),
+    ));
+    report.push((
+        format!("Flight SQL over loopback, {remote_rows} rows"),
+        format!(
+            "{:.2} s = {:.2} GB/s Arrow ({:.2} GB/s on the wire), {:.1} M rows/s",
+            remote_t.as_secs_f64(),
+            gbps(remote_bytes, remote_t),
+            gbps(wire_bytes, remote_t),
+            remote_rows as f64 / remote_t.as_secs_f64() / 1e6
+        ),
+    ));
+    report.push((
+        "Flight / in-process throughput".into(),
+        format!("{:.2}", local.as_secs_f64() / remote_t.as_secs_f64()),
+    ));
+
+    // 2. Concurrent clients.
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let mut connections = Vec::new();
+    for i in 0..clients {
+        let (who, purpose, _) = MIX[i % MIX.len()];
+        connections.push(
+            Remote::connect(&RemoteOptions {
+                url: url.clone(),
+                token: Some(token(who)?),
+                purpose: purpose.map(str::to_string),
+                ..Default::default()
+            })
+            .await?,
+        );
+    }
+    let started = Instant::now();
+    for (i, client) in connections.into_iter().enumerate() {
+        let errors = errors.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            // Each client runs its principal's query of the mix, again and again.
+            let (_, _, sql) = MIX[i % MIX.len()];
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match client.query(sql).await {
+                    Ok(_) => latencies.push(t.elapsed()),
+                    Err(e) => {
+                        if errors.fetch_add(1, Ordering::Relaxed) < 3 {
+                            eprintln!("client {i}: {e}");
+                        }
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.map_err(|e| e.to_string())?);
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let pct = |p: f64| -> Duration {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let errors = errors.load(Ordering::Relaxed);
+    report.push((
+        format!("{clients} concurrent clients, {seconds} s, mixed governed queries"),
+        format!(
+            "{} queries = {:.1} queries/s; p50 {:.0} ms, p99 {:.0} ms; errors {errors}",
+            latencies.len(),
+            latencies.len() as f64 / elapsed.as_secs_f64(),
+            pct(0.50).as_secs_f64() * 1000.0,
+            pct(0.99).as_secs_f64() * 1000.0,
+        ),
+    ));
+    server.shutdown().await.map_err(|e| e.to_string())?;
+    crate::bench::print_report(
+        &format!(
+            "gridhub bench serve --scale {scale} --rows {rows} --clients {clients} --seconds {seconds}"
+        ),
+        report,
+    );
+    if errors > 0 {
+        return Err(format!("{errors} queries failed under load"));
+    }
+    Ok(())
+}

@@ -1,0 +1,390 @@
+//! The hub's operations as the gRPC API shapes them: each takes the hub and the acting
+//! principal and returns the `gridhub.v1` message. The server's services answer with these,
+//! and the CLI prints these same messages when it runs locally — so local and remote give
+//! the same results by construction.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::DataType;
+use chrono::{DateTime, Utc};
+use gridhub_audit::{AuditFilter, Outcome};
+use gridhub_engine::{EngineError, Hub};
+use gridhub_proto::v1 as pb;
+
+type Result<T> = std::result::Result<T, EngineError>;
+
+const SOURCES: &str = "
+SELECT s.name AS source, s.type, s.label, s.health,
+       s.materialised AS cached, s.last_refresh,
+       sum(l.accepted) AS accepted, sum(l.rejected) AS rejected, s.location
+FROM system.sources s LEFT JOIN system.loads l ON l.source = s.name
+GROUP BY s.name, s.type, s.label, s.health, s.materialised, s.last_refresh, s.location
+ORDER BY s.name";
+
+const TABLES: &str = "
+SELECT name AS shared_table, label, key, rows, sources FROM system.tables ORDER BY name";
+
+const COLUMNS: &str = "
+SELECT table_name, name AS column_name, data_type, tag, label, is_key
+FROM system.columns ORDER BY table_name, position";
+
+const REJECTS: &str = "
+SELECT source, source_table, target_table, count(*) AS rows
+FROM _rejects GROUP BY source, source_table, target_table
+ORDER BY source, source_table, target_table";
+
+/// Times as the CLI prints them: China Standard Time, to the second.
+pub fn fmt_time(t: DateTime<Utc>) -> String {
+    t.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8"))
+        .format("%Y-%m-%d %H:%M:%S %:z")
+        .to_string()
+}
+
+/// Parse an RFC 3339 time, with a message that shows the expected form.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| EngineError::Sql {
+            message: format!("'{text}' is not an RFC 3339 time (2026-12-01T08:00:00+08:00): {e}"),
+        })
+}
+
+/// One column of a catalog answer as text, by name (NULL → None).
+fn texts(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<String>>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let column = b.column_by_name(name).ok_or_else(|| EngineError::Query {
+            message: format!("catalog answer has no column {name}"),
+        })?;
+        let column =
+            arrow::compute::cast(column, &DataType::Utf8).map_err(|e| EngineError::Query {
+                message: e.to_string(),
+            })?;
+        let column = column
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .expect("cast to Utf8");
+        out.extend((0..column.len()).map(|i| column.is_valid(i).then(|| column.value(i).into())));
+    }
+    Ok(out)
+}
+
+fn number(v: Option<String>) -> Option<i64> {
+    v.and_then(|s| s.parse().ok())
+}
+
+/// Sources, shared tables, columns with tags, lineage. No resident data.
+pub async fn catalog(hub: &Hub) -> Result<pb::Catalog> {
+    let s = hub.query(SOURCES).await?;
+    let [
+        name,
+        kind,
+        label,
+        health,
+        cached,
+        refresh,
+        accepted,
+        rejected,
+        location,
+    ] = [
+        "source",
+        "type",
+        "label",
+        "health",
+        "cached",
+        "last_refresh",
+        "accepted",
+        "rejected",
+        "location",
+    ]
+    .map(|c| texts(&s, c));
+    let mut sources = Vec::new();
+    let (mut kind, mut label, mut health, mut cached, mut refresh) =
+        (kind?, label?, health?, cached?, refresh?);
+    let (mut accepted, mut rejected, mut location) = (accepted?, rejected?, location?);
+    for (i, n) in name?.into_iter().enumerate() {
+        sources.push(pb::Source {
+            name: n.unwrap_or_default(),
+            r#type: kind[i].take().unwrap_or_default(),
+            label: label[i].take().unwrap_or_default(),
+            health: health[i].take().unwrap_or_default(),
+            cached: cached[i].take().as_deref() == Some("true"),
+            last_refresh: refresh[i].take().unwrap_or_default(),
+            accepted: number(accepted[i].take()),
+            rejected: number(rejected[i].take()),
+            location: location[i].take().unwrap_or_default(),
+        });
+    }
+    let t = hub.query(TABLES).await?;
+    let (mut label, mut key, mut rows, mut srcs) = (
+        texts(&t, "label")?,
+        texts(&t, "key")?,
+        texts(&t, "rows")?,
+        texts(&t, "sources")?,
+    );
+    let tables = texts(&t, "shared_table")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| pb::SharedTable {
+            name: n.unwrap_or_default(),
+            label: label[i].take().unwrap_or_default(),
+            key: key[i].take().unwrap_or_default(),
+            rows: number(rows[i].take()),
+            sources: srcs[i].take().unwrap_or_default(),
+        })
+        .collect();
+    let c = hub.query(COLUMNS).await?;
+    let (mut name, mut kind, mut tag, mut label, mut is_key) = (
+        texts(&c, "column_name")?,
+        texts(&c, "data_type")?,
+        texts(&c, "tag")?,
+        texts(&c, "label")?,
+        texts(&c, "is_key")?,
+    );
+    let columns = texts(&c, "table_name")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| pb::Column {
+            table: t.unwrap_or_default(),
+            name: name[i].take().unwrap_or_default(),
+            data_type: kind[i].take().unwrap_or_default(),
+            tag: tag[i].take().unwrap_or_default(),
+            label: label[i].take().unwrap_or_default(),
+            is_key: is_key[i].take().as_deref() == Some("true"),
+        })
+        .collect();
+    let lineage = hub
+        .lineage()
+        .into_iter()
+        .map(|l| pb::Lineage {
+            table: l.shared_table,
+            column: l.shared_column,
+            source: l.source,
+            source_table: l.source_table,
+            expression: l.source_expr,
+            transform: l.transform.unwrap_or_default(),
+        })
+        .collect();
+    Ok(pb::Catalog {
+        sources,
+        tables,
+        columns,
+        lineage,
+    })
+}
+
+/// Rejected rows counted per source table and target (counts only).
+pub async fn rejects(hub: &Hub) -> Result<pb::RejectSummary> {
+    let r = hub.query(REJECTS).await?;
+    let (mut source_table, mut target_table, mut rows) = (
+        texts(&r, "source_table")?,
+        texts(&r, "target_table")?,
+        texts(&r, "rows")?,
+    );
+    let counts = texts(&r, "source")?
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| pb::RejectCount {
+            source: s.unwrap_or_default(),
+            source_table: source_table[i].take().unwrap_or_default(),
+            target_table: target_table[i].take().unwrap_or_default(),
+            rows: number(rows[i].take()).unwrap_or_default(),
+        })
+        .collect();
+    Ok(pb::RejectSummary { counts })
+}
+
+fn version(v: gridhub_policy::PolicyVersion) -> pb::PolicyVersion {
+    pb::PolicyVersion {
+        version: v.version,
+        active: v.active,
+        applied_by: v.applied_by,
+        applied_at: fmt_time(v.applied_at),
+        line_count: v.line_count as i64,
+        rollback_of: v.rollback_of,
+        comment: v.comment,
+        sha256: v.sha256,
+        text: v.text,
+    }
+}
+
+pub async fn policy_check(hub: &Hub, text: &str) -> Result<pb::CheckResponse> {
+    Ok(pb::CheckResponse {
+        lines: hub.policy_check(text).await? as i64,
+    })
+}
+
+pub async fn policy_apply(
+    hub: &Hub,
+    by: &str,
+    text: &str,
+    comment: &str,
+) -> Result<pb::PolicyVersion> {
+    Ok(version(hub.policy_apply(by, text, comment).await?))
+}
+
+pub fn policy_history(hub: &Hub, by: &str) -> Result<pb::PolicyHistory> {
+    Ok(pb::PolicyHistory {
+        versions: hub.policy_history(by)?.into_iter().map(version).collect(),
+    })
+}
+
+pub async fn policy_rollback(hub: &Hub, by: &str, v: i64) -> Result<pb::PolicyVersion> {
+    Ok(version(hub.policy_rollback(by, v).await?))
+}
+
+pub fn policy_show(hub: &Hub, by: &str, v: Option<i64>) -> Result<pb::PolicyVersion> {
+    Ok(version(hub.policy_show(by, v)?))
+}
+
+pub async fn policy_explain(
+    hub: &Hub,
+    by: &str,
+    principal: &str,
+    purpose: Option<&str>,
+    sql: &str,
+) -> Result<pb::Explanation> {
+    let decisions = hub.policy_explain(by, principal, purpose, sql).await?;
+    let mut out = pb::Explanation::default();
+    for d in &decisions {
+        for r in gridhub_engine::govern::decision_rows(d) {
+            let get = |k: &str| r.get(k).cloned().unwrap_or_default();
+            out.rows.push(pb::ExplainRow {
+                table: get("table"),
+                rows: get("rows"),
+                column: get("column"),
+                tag: get("tag"),
+                decision: get("decision"),
+                decided_by: get("lines"),
+                would_allow: get("hint"),
+            });
+        }
+        if let Some(reason) = &d.reason {
+            out.reasons.push(pb::TableReason {
+                table: d.table.clone(),
+                reason: reason.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn emergency(e: gridhub_policy::Emergency, active: bool) -> pb::Emergency {
+    pb::Emergency {
+        id: e.id,
+        area: e.area,
+        active,
+        until: fmt_time(e.until),
+        reason: e.reason,
+        declared_by: e.declared_by,
+        ended_by: e.ended_by.unwrap_or_default(),
+    }
+}
+
+pub async fn emergency_declare(
+    hub: &Hub,
+    by: &str,
+    area: &str,
+    until: &str,
+    reason: &str,
+) -> Result<pb::Emergency> {
+    let e = hub
+        .emergency_declare(by, area, parse_time(until)?, reason)
+        .await?;
+    let active = e.is_active(hub.governance().now());
+    Ok(emergency(e, active))
+}
+
+pub async fn emergency_end(hub: &Hub, by: &str, id: i64) -> Result<pb::Emergency> {
+    Ok(emergency(hub.emergency_end(by, id).await?, false))
+}
+
+pub fn emergency_list(hub: &Hub, by: &str) -> Result<pb::EmergencyList> {
+    Ok(pb::EmergencyList {
+        emergencies: hub
+            .emergency_list(by)?
+            .into_iter()
+            .map(|(e, active)| emergency(e, active))
+            .collect(),
+    })
+}
+
+pub fn audit_verify(hub: &Hub, by: &str) -> Result<pb::VerifyReport> {
+    let report = hub.audit_verify(by)?;
+    Ok(pb::VerifyReport {
+        records: report.records as i64,
+        head: report.head.unwrap_or_default(),
+        problems: report
+            .problems
+            .into_iter()
+            .map(|p| pb::VerifyProblem {
+                seq: p.seq as i64,
+                kind: p.kind.to_string(),
+                detail: p.detail,
+            })
+            .collect(),
+    })
+}
+
+pub fn audit_search(hub: &Hub, by: &str, q: &pb::SearchRequest) -> Result<pb::AuditRecords> {
+    let outcome = match q.outcome.as_deref() {
+        None | Some("") => None,
+        Some("ok") => Some(Outcome::Ok),
+        Some("denied") => Some(Outcome::Denied),
+        Some("error") => Some(Outcome::Error),
+        Some(o) => {
+            return Err(EngineError::Sql {
+                message: format!("unknown outcome '{o}' (ok, denied, error)"),
+            });
+        }
+    };
+    let filter = AuditFilter {
+        person_id: q.person.clone(),
+        principal: q.principal.clone(),
+        since: q.since.as_deref().map(parse_time).transpose()?,
+        until: None,
+        outcome,
+        limit: q.limit.map(|n| n.max(0) as usize),
+    };
+    Ok(pb::AuditRecords {
+        records: hub
+            .audit_search(by, &filter)?
+            .into_iter()
+            .map(|r| {
+                let rec = r.record;
+                pb::AuditEntry {
+                    seq: r.seq as i64,
+                    at: fmt_time(rec.at),
+                    kind: format!("{:?}", rec.kind).to_lowercase(),
+                    principal: rec.principal,
+                    purpose: rec.purpose.unwrap_or_default(),
+                    outcome: rec.outcome.as_str().to_string(),
+                    rows: rec.rows.map(|n| n as i64),
+                    tables: rec.tables,
+                    text: rec.text,
+                    message: rec.message.unwrap_or_default(),
+                }
+            })
+            .collect(),
+    })
+}
+
+/// Health: serving or degraded (a source is unavailable), the active policy version, and
+/// the caller as the hub knows it.
+pub async fn health(
+    hub: &Arc<Hub>,
+    caller: &gridhub_policy::Principal,
+) -> Result<pb::HealthResponse> {
+    let catalog = catalog(hub).await?;
+    let degraded = catalog.sources.iter().any(|s| s.health != "ok");
+    Ok(pb::HealthResponse {
+        status: if degraded { "degraded" } else { "serving" }.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        policy_version: hub.governance().policy().ok().map(|(v, _)| v),
+        principal: caller.id.clone(),
+        roles: caller.roles.clone(),
+        area: caller.area.clone(),
+        sources: catalog.sources,
+    })
+}

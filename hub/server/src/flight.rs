@@ -1,0 +1,693 @@
+//! Arrow Flight SQL over the hub: statement queries, prepared statements with parameters,
+//! and the metadata calls BI tools and drivers make (`GetCatalogs`, `GetDbSchemas`,
+//! `GetTables` with the schema each principal sees, `GetTableTypes`, `GetSqlInfo`). Every
+//! call is authenticated by [`crate::AuthLayer`] before it reaches this service; queries run
+//! through [`Hub::stream_as`] — the same policy views and audit as a local query — and
+//! stream to the client batch by batch.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandStatementQuery, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
+};
+use arrow_flight::{
+    FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse,
+    IpcMessage, SchemaAsIpc, Ticket,
+};
+use datafusion::common::{ParamValues, ScalarValue};
+use futures::{Stream, StreamExt, TryStreamExt};
+use gridhub_engine::hub::CATALOG;
+use gridhub_engine::{QueryLimits, SHARED_SCHEMA};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use crate::auth::Credential;
+use crate::error::{ServerError, status};
+use crate::guard::Guarded;
+use crate::{Caller, ServerState};
+
+type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
+
+/// Prepared statements are dropped this long after their creation (clients close theirs).
+const PREPARED_TTL: Duration = Duration::from_secs(3600);
+/// At most this many open prepared statements in the hub.
+const PREPARED_MAX: usize = 10_000;
+
+/// The Flight SQL service of the hub.
+#[derive(Clone)]
+pub struct HubFlightSql {
+    state: Arc<ServerState>,
+    prepared: Arc<Mutex<HashMap<String, Prepared>>>,
+}
+
+/// A statement ticket: the SQL and the purpose it was planned with. Harmless to forge: it is
+/// run as whoever presents it, under their policy.
+#[derive(Serialize, Deserialize)]
+struct StatementTicket {
+    sql: String,
+    purpose: Option<String>,
+}
+
+struct Prepared {
+    principal: String,
+    purpose: Option<String>,
+    sql: String,
+    params: Option<ParamValues>,
+    created: Instant,
+}
+
+fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        // The auth layer puts it there; without it, nothing runs (fail closed).
+        .ok_or_else(|| Status::unauthenticated("the call was not authenticated"))
+}
+
+fn sql_info() -> &'static SqlInfoData {
+    static INFO: std::sync::OnceLock<SqlInfoData> = std::sync::OnceLock::new();
+    INFO.get_or_init(|| {
+        let mut b = SqlInfoDataBuilder::new();
+        b.append(SqlInfo::FlightSqlServerName, "gridhub");
+        b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
+        b.append(SqlInfo::FlightSqlServerArrowVersion, "1.3");
+        b.append(SqlInfo::FlightSqlServerReadOnly, true);
+        b.append(SqlInfo::FlightSqlServerSql, true);
+        b.append(SqlInfo::FlightSqlServerSubstrait, false);
+        b.append(SqlInfo::FlightSqlServerTransaction, 0i32);
+        b.append(SqlInfo::FlightSqlServerCancel, false);
+        b.append(SqlInfo::SqlDdlCatalog, false);
+        b.append(SqlInfo::SqlDdlSchema, false);
+        b.append(SqlInfo::SqlDdlTable, false);
+        b.append(SqlInfo::SqlIdentifierCase, 3i32); // case insensitive
+        b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
+        b.append(SqlInfo::SqlQuotedIdentifierCase, 1i32); // case sensitive
+        b.append(SqlInfo::SqlAllTablesAreSelectable, false);
+        b.append(SqlInfo::SqlNullOrdering, 1i32); // nulls sorted high? DataFusion: NULLS LAST asc
+        b.build().expect("static SqlInfo")
+    })
+}
+
+fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+/// One batch as a Flight stream (metadata answers).
+fn single(batch: Result<RecordBatch, FlightError>, schema: SchemaRef) -> DoGetStream {
+    let stream = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(futures::stream::once(async move { batch }))
+        .map_err(Status::from);
+    Box::pin(stream)
+}
+
+fn info_for(
+    schema: &Schema,
+    ticket: Vec<u8>,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    Ok(FlightInfo::new()
+        .try_with_schema(schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
+        .with_descriptor(descriptor))
+}
+
+/// The first row of a parameter batch as positional parameters `$1`, `$2`, ….
+fn parameters(batches: &[RecordBatch]) -> Result<ParamValues, Status> {
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok(ParamValues::List(vec![]));
+    };
+    if rows > 1 {
+        return Err(Status::invalid_argument(format!(
+            "{rows} parameter rows: a query binds one row of parameters"
+        )));
+    }
+    let values = batch
+        .columns()
+        .iter()
+        .map(|c: &ArrayRef| ScalarValue::try_from_array(c.as_ref(), 0).map(Into::into))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Status::invalid_argument(format!("parameter: {e}")))?;
+    Ok(ParamValues::List(values))
+}
+
+impl HubFlightSql {
+    pub fn new(state: Arc<ServerState>) -> Self {
+        Self {
+            state,
+            prepared: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    fn limits(&self) -> QueryLimits {
+        QueryLimits {
+            memory_bytes: Some(self.state.config.query_memory_bytes),
+        }
+    }
+
+    /// Plan as the caller (audits a refusal): the schema the caller will get.
+    async fn plan(
+        &self,
+        caller: &Caller,
+        purpose: Option<&str>,
+        sql: &str,
+    ) -> Result<gridhub_engine::PreparedPlan, Status> {
+        self.state.check_request_size(sql)?;
+        let planned = self
+            .state
+            .hub
+            .prepare_as(&caller.principal.id, purpose, sql)
+            .await;
+        if let Err(gridhub_engine::EngineError::Denied { .. }) = &planned {
+            self.state.metrics.denied();
+        }
+        planned.map_err(status)
+    }
+
+    /// Run a query as the caller and stream its answer, under the server's guards.
+    async fn run(
+        &self,
+        caller: &Caller,
+        purpose: Option<String>,
+        sql: String,
+        params: Option<ParamValues>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        let state = &self.state;
+        let config = &state.config;
+        let query_id = crate::query_id();
+        let span = tracing::info_span!(
+            "query",
+            principal = %caller.principal.id,
+            purpose = purpose.as_deref().unwrap_or(""),
+            query_id = %query_id
+        );
+        let permit = state
+            .concurrency
+            .acquire(&caller.principal.id, config.max_queries_per_principal)
+            .map_err(Status::from)?;
+        let started = Instant::now();
+        state.metrics.query_started();
+        let planned = tokio::time::timeout(
+            config.query_timeout,
+            state.hub.stream_as(
+                &caller.principal.id,
+                purpose.as_deref(),
+                &sql,
+                params,
+                &self.limits(),
+            ),
+        )
+        .instrument(span.clone())
+        .await;
+        let stream = match planned {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                let outcome = match e {
+                    gridhub_engine::EngineError::Denied { .. } => "denied",
+                    _ => "error",
+                };
+                state
+                    .metrics
+                    .query_ended(outcome, 0, started.elapsed().as_secs_f64());
+                span.in_scope(|| tracing::info!(outcome, "query refused: {e}"));
+                return Err(status(e));
+            }
+            Err(_) => {
+                state
+                    .metrics
+                    .query_ended("timeout", 0, started.elapsed().as_secs_f64());
+                return Err(ServerError::Timeout {
+                    seconds: config.query_timeout.as_secs(),
+                }
+                .into());
+            }
+        };
+        span.in_scope(|| tracing::info!(tables = stream.decisions().len(), "query streaming"));
+        let schema = stream.schema();
+        let remaining = config.query_timeout.saturating_sub(started.elapsed());
+        let guarded = Guarded::new(
+            stream,
+            config.query_timeout,
+            remaining,
+            permit,
+            state.metrics.clone(),
+            started,
+            span,
+        );
+        let metrics = state.metrics.clone();
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .build(guarded.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))))
+            .map(move |item| {
+                if let Ok(data) = &item {
+                    metrics.sent((data.data_header.len() + data.data_body.len()) as u64);
+                }
+                item.map_err(Status::from)
+            });
+        Ok(Response::new(Box::pin(flight)))
+    }
+
+    fn take_prepared<T>(
+        &self,
+        request: &Request<T>,
+        handle: &[u8],
+        caller: &Caller,
+    ) -> Result<(String, Option<String>, Option<ParamValues>), Status> {
+        let _ = request;
+        let key = String::from_utf8_lossy(handle).to_string();
+        let map = self.prepared.lock().expect("prepared lock");
+        let p = map.get(&key).ok_or_else(|| {
+            Status::not_found(format!(
+                "no prepared statement {key}: it was closed or expired (prepare it again)"
+            ))
+        })?;
+        if p.principal != caller.principal.id {
+            // Handles are not shared between principals.
+            return Err(Status::not_found(format!("no prepared statement {key}")));
+        }
+        Ok((p.sql.clone(), p.purpose.clone(), p.params.clone()))
+    }
+
+    /// Readable tables of the caller as (schema, table, the schema the caller sees).
+    async fn readable_tables(&self, caller: &Caller) -> Vec<(String, String, SchemaRef)> {
+        let hub = &self.state.hub;
+        let mut out = Vec::new();
+        for name in hub.table_names() {
+            let (schema, table) = match name.split_once('.') {
+                None => (SHARED_SCHEMA.to_string(), name.clone()),
+                Some((s, t)) if s.starts_with("src_") => (s.to_string(), t.to_string()),
+                Some(_) => continue,
+            };
+            let sql = format!(
+                "SELECT * FROM \"{schema}\".\"{}\"",
+                table.replace('"', "\"\"")
+            );
+            let mut decisions = Vec::new();
+            if let Ok(df) = hub
+                .plan_as(
+                    &caller.principal,
+                    caller.purpose.as_deref(),
+                    &sql,
+                    &mut decisions,
+                )
+                .await
+            {
+                out.push((schema, table, Arc::new(df.schema().as_arrow().clone())));
+            }
+        }
+        out
+    }
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for HubFlightSql {
+    type FlightService = HubFlightSql;
+
+    /// Basic auth (principal id : token) in, `authorization: Bearer <token>` out — the flow
+    /// ADBC and JDBC use. The auth layer has already checked the credentials.
+    async fn do_handshake(
+        &self,
+        request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<
+        Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
+        Status,
+    > {
+        let caller = caller(&request)?;
+        self.state.metrics.request("Handshake");
+        let token = match caller.credential {
+            Credential::Basic => {
+                let header = request
+                    .metadata()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let encoded = header.split_once(' ').map(|(_, r)| r).unwrap_or_default();
+                crate::auth::basic(encoded.trim()).map_err(Status::from)?.1
+            }
+            Credential::Bearer => request
+                .metadata()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|h| h.split_once(' ').map(|(_, t)| t.trim().to_string()))
+                .unwrap_or_default(),
+            // A certificate needs no token; the handshake succeeds with an empty one.
+            Credential::Certificate => String::new(),
+        };
+        let output = futures::stream::iter(vec![Ok(HandshakeResponse {
+            protocol_version: 0,
+            payload: token.clone().into(),
+        })]);
+        let mut response: Response<Pin<Box<dyn Stream<Item = _> + Send>>> =
+            Response::new(Box::pin(output));
+        if !token.is_empty() {
+            let value = MetadataValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| Status::internal("token is not a header value"))?;
+            response.metadata_mut().insert("authorization", value);
+        }
+        Ok(response)
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let caller = caller(&request)?;
+        self.state.metrics.request("GetFlightInfoStatement");
+        let plan = self
+            .plan(&caller, caller.purpose.as_deref(), &query.query)
+            .await?;
+        let ticket = serde_json::to_vec(&StatementTicket {
+            sql: query.query,
+            purpose: caller.purpose.clone(),
+        })
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let ticket = TicketStatementQuery {
+            statement_handle: ticket.into(),
+        };
+        let info = info_for(
+            &plan.schema,
+            ticket.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = caller(&request)?;
+        self.state.metrics.request("DoGetStatement");
+        let t: StatementTicket = serde_json::from_slice(&ticket.statement_handle)
+            .map_err(|_| Status::invalid_argument("not a gridhub statement ticket"))?;
+        // The call's own purpose header wins over the one the ticket was planned with.
+        let purpose = caller.purpose.clone().or(t.purpose);
+        self.run(&caller, purpose, t.sql, None).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let caller = caller(&request)?;
+        self.state.metrics.request("CreatePreparedStatement");
+        let plan = self
+            .plan(&caller, caller.purpose.as_deref(), &query.query)
+            .await?;
+        let parameter_schema = Schema::new(
+            plan.parameters
+                .iter()
+                .map(|(name, t)| Field::new(name, t.clone().unwrap_or(DataType::Null), true))
+                .collect::<Vec<_>>(),
+        );
+        let handle = crate::query_id();
+        {
+            let mut map = self.prepared.lock().expect("prepared lock");
+            map.retain(|_, p| p.created.elapsed() < PREPARED_TTL);
+            if map.len() >= PREPARED_MAX {
+                return Err(Status::resource_exhausted(format!(
+                    "{PREPARED_MAX} prepared statements are open: close some"
+                )));
+            }
+            map.insert(
+                handle.clone(),
+                Prepared {
+                    principal: caller.principal.id.clone(),
+                    purpose: caller.purpose.clone(),
+                    sql: query.query,
+                    params: None,
+                    created: Instant::now(),
+                },
+            );
+        }
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: handle.into_bytes().into(),
+            dataset_schema: schema_bytes(&plan.schema)?,
+            parameter_schema: if plan.parameters.is_empty() {
+                Default::default()
+            } else {
+                schema_bytes(&parameter_schema)?
+            },
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let caller = caller(&request)?;
+        self.state.metrics.request("BindParameters");
+        self.take_prepared(&request, &query.prepared_statement_handle, &caller)?;
+        let stream = request.into_inner().map_err(FlightError::from);
+        let batches: Vec<RecordBatch> =
+            arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+                .try_collect()
+                .await
+                .map_err(Status::from)?;
+        let params = parameters(&batches)?;
+        let key = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        if let Some(p) = self.prepared.lock().expect("prepared lock").get_mut(&key) {
+            p.params = Some(params);
+        }
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(query.prepared_statement_handle),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let caller = caller(&request)?;
+        self.state.metrics.request("GetFlightInfoPreparedStatement");
+        let (sql, purpose, _) =
+            self.take_prepared(&request, &cmd.prepared_statement_handle, &caller)?;
+        let purpose = caller.purpose.clone().or(purpose);
+        let plan = self.plan(&caller, purpose.as_deref(), &sql).await?;
+        let info = info_for(
+            &plan.schema,
+            cmd.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = caller(&request)?;
+        self.state.metrics.request("DoGetPreparedStatement");
+        let (sql, purpose, params) =
+            self.take_prepared(&request, &cmd.prepared_statement_handle, &caller)?;
+        let purpose = caller.purpose.clone().or(purpose);
+        self.run(&caller, purpose, sql, params).await
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        let caller = caller(&request)?;
+        self.state.metrics.request("ClosePreparedStatement");
+        let key = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
+        let mut map = self.prepared.lock().expect("prepared lock");
+        if map
+            .get(&key)
+            .is_some_and(|p| p.principal == caller.principal.id)
+        {
+            map.remove(&key);
+        }
+        Ok(())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        caller(&request)?;
+        let schema = query.into_builder().schema();
+        Ok(Response::new(info_for(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        caller(&request)?;
+        self.state.metrics.request("GetCatalogs");
+        let mut builder = query.into_builder();
+        builder.append(CATALOG);
+        let schema = builder.schema();
+        Ok(Response::new(single(builder.build(), schema)))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        caller(&request)?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(info_for(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = caller(&request)?;
+        self.state.metrics.request("GetDbSchemas");
+        let mut schemas: Vec<String> = self
+            .readable_tables(&caller)
+            .await
+            .into_iter()
+            .map(|(s, _, _)| s)
+            .collect();
+        schemas.dedup();
+        let mut builder = query.into_builder();
+        for s in schemas {
+            builder.append(CATALOG, s);
+        }
+        let schema = builder.schema();
+        Ok(Response::new(single(builder.build(), schema)))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        caller(&request)?;
+        let schema = query.clone().into_builder().schema();
+        Ok(Response::new(info_for(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    /// Only the tables the caller may read, each with the columns the caller sees (denied
+    /// columns absent) under the call's purpose.
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let caller = caller(&request)?;
+        self.state.metrics.request("GetTables");
+        let tables = self.readable_tables(&caller).await;
+        let mut builder = query.into_builder();
+        for (schema, table, columns) in tables {
+            builder
+                .append(CATALOG, schema, table, "TABLE", &columns)
+                .map_err(Status::from)?;
+        }
+        let schema = builder.schema();
+        Ok(Response::new(single(builder.build(), schema)))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        caller(&request)?;
+        let schema = Schema::new(vec![Field::new("table_type", DataType::Utf8, false)]);
+        Ok(Response::new(info_for(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        _query: CommandGetTableTypes,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        caller(&request)?;
+        self.state.metrics.request("GetTableTypes");
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "table_type",
+            DataType::Utf8,
+            false,
+        )]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(arrow::array::StringArray::from(vec!["TABLE"])) as Arc<dyn Array>],
+        )
+        .map_err(FlightError::Arrow);
+        Ok(Response::new(single(batch, schema)))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        caller(&request)?;
+        let schema = query.clone().into_builder(sql_info()).schema();
+        Ok(Response::new(info_for(
+            &schema,
+            query.as_any().encode_to_vec(),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        caller(&request)?;
+        self.state.metrics.request("GetSqlInfo");
+        let builder = query.into_builder(sql_info());
+        let schema = builder.schema();
+        Ok(Response::new(single(builder.build(), schema)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
