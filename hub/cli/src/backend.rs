@@ -12,22 +12,23 @@ use gridhub_server::api;
 use gridhub_server::client::{Remote, RemoteOptions, describe_status};
 
 /// `--server URL --token T` and the TLS files: run on a hub server instead of a config.
+/// Global: they may follow the subcommand (`gridhub policy history --server URL`).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct RemoteArg {
     /// A running hub: http://host:port, or https://host:port for TLS
-    #[arg(long, env = "GRIDHUB_SERVER")]
+    #[arg(long, env = "GRIDHUB_SERVER", global = true)]
     pub server: Option<String>,
     /// Bearer token for --server (`gridhub token issue`)
-    #[arg(long, env = "GRIDHUB_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "GRIDHUB_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// CA certificate (PEM) of the hub's TLS certificate
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub ca_cert: Option<PathBuf>,
     /// Client certificate (PEM) for mTLS; its Subject CN is the principal
-    #[arg(long, requires = "client_key")]
+    #[arg(long, requires = "client_key", global = true)]
     pub client_cert: Option<PathBuf>,
     /// Client key (PEM) for mTLS
-    #[arg(long, requires = "client_cert")]
+    #[arg(long, requires = "client_cert", global = true)]
     pub client_key: Option<PathBuf>,
 }
 

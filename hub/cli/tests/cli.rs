@@ -302,7 +302,8 @@ fn serve_and_remote_cli_agree_with_local() {
     let qian = issue("qian.security");
     let local = gridhub(&["policy", "history", "--by", "qian.security"], cwd);
     let remote = gridhub(
-        &["policy", "--server", &url, "--token", &qian, "history"],
+        // Remote flags may follow the subcommand.
+        &["policy", "history", "--server", &url, "--token", &qian],
         cwd,
     );
     assert!(remote.status.success(), "{}", stderr(&remote));

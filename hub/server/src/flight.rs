@@ -98,11 +98,13 @@ fn sql_info() -> &'static SqlInfoData {
         b.append(SqlInfo::SqlDdlCatalog, false);
         b.append(SqlInfo::SqlDdlSchema, false);
         b.append(SqlInfo::SqlDdlTable, false);
-        b.append(SqlInfo::SqlIdentifierCase, 3i32); // case insensitive
+        // Unquoted identifiers fold to lower case (SqlSupportedCaseSensitivity::Lowercase).
+        b.append(SqlInfo::SqlIdentifierCase, 3i32);
         b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-        b.append(SqlInfo::SqlQuotedIdentifierCase, 1i32); // case sensitive
+        // Not every table is readable by every principal.
         b.append(SqlInfo::SqlAllTablesAreSelectable, false);
-        b.append(SqlInfo::SqlNullOrdering, 1i32); // nulls sorted high? DataFusion: NULLS LAST asc
+        // ASC puts NULLs last, DESC first: NULLs sort high (SqlNullOrdering::SqlNullsSortedHigh).
+        b.append(SqlInfo::SqlNullOrdering, 0i32);
         b.build().expect("static SqlInfo")
     })
 }
@@ -271,13 +273,12 @@ impl HubFlightSql {
         Ok(Response::new(Box::pin(flight)))
     }
 
-    fn take_prepared<T>(
+    /// The SQL, purpose and bound parameters of the caller's prepared statement `handle`.
+    fn prepared(
         &self,
-        request: &Request<T>,
         handle: &[u8],
         caller: &Caller,
     ) -> Result<(String, Option<String>, Option<ParamValues>), Status> {
-        let _ = request;
         let key = String::from_utf8_lossy(handle).to_string();
         let map = self.prepared.lock().expect("prepared lock");
         let p = map.get(&key).ok_or_else(|| {
@@ -465,7 +466,7 @@ impl FlightSqlService for HubFlightSql {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let caller = caller(&request)?;
         self.state.metrics.request("BindParameters");
-        self.take_prepared(&request, &query.prepared_statement_handle, &caller)?;
+        self.prepared(&query.prepared_statement_handle, &caller)?;
         let stream = request.into_inner().map_err(FlightError::from);
         let batches: Vec<RecordBatch> =
             arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
@@ -489,8 +490,7 @@ impl FlightSqlService for HubFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
         self.state.metrics.request("GetFlightInfoPreparedStatement");
-        let (sql, purpose, _) =
-            self.take_prepared(&request, &cmd.prepared_statement_handle, &caller)?;
+        let (sql, purpose, _) = self.prepared(&cmd.prepared_statement_handle, &caller)?;
         let purpose = caller.purpose.clone().or(purpose);
         let plan = self.plan(&caller, purpose.as_deref(), &sql).await?;
         let info = info_for(
@@ -508,8 +508,7 @@ impl FlightSqlService for HubFlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = caller(&request)?;
         self.state.metrics.request("DoGetPreparedStatement");
-        let (sql, purpose, params) =
-            self.take_prepared(&request, &cmd.prepared_statement_handle, &caller)?;
+        let (sql, purpose, params) = self.prepared(&cmd.prepared_statement_handle, &caller)?;
         let purpose = caller.purpose.clone().or(purpose);
         self.run(&caller, purpose, sql, params).await
     }
