@@ -55,6 +55,32 @@ fn gbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / d.as_secs_f64() / 1e9
 }
 
+/// The bytes of Arrow data a batch holds: its arrays' slices, not the capacity of the buffers
+/// they point into (a decoded IPC batch's arrays all point into one message buffer, and a
+/// scan's into larger pages, so `get_array_memory_size` counts the same bytes many times).
+fn arrow_bytes(batch: &arrow::record_batch::RecordBatch) -> u64 {
+    batch
+        .columns()
+        .iter()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0) as u64)
+        .sum()
+}
+
+/// CPU time this process has used (user + system, all threads), from /proc/self/stat.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces):
+    // utime and stime are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    Duration::from_millis(fields.iter().sum::<u64>() * 10)
+}
+
 pub async fn serve(
     scale: usize,
     dir: &Path,
@@ -128,11 +154,13 @@ pub async fn serve(
     .await?;
     let mut local_times = Vec::new();
     let mut remote_times = Vec::new();
+    let (mut local_cpu, mut remote_cpu) = (Vec::new(), Vec::new());
     let (mut local_rows, mut local_bytes, mut remote_rows, mut remote_bytes, mut wire_bytes) =
         (0u64, 0u64, 0u64, 0u64, 0u64);
     for _ in 0..runs {
         // In-process: the same governed query, collected batch by batch.
         let started = Instant::now();
+        let cpu = cpu_time();
         let mut stream = hub
             .stream_as(STREAM_PRINCIPAL, None, &sql, None, &limits)
             .await
@@ -141,13 +169,15 @@ pub async fn serve(
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(err)?;
             n += batch.num_rows() as u64;
-            bytes += batch.get_array_memory_size() as u64;
+            bytes += arrow_bytes(&batch);
         }
         local_times.push(started.elapsed());
+        local_cpu.push(cpu_time().saturating_sub(cpu));
         (local_rows, local_bytes) = (n, bytes);
 
         // Over Flight SQL on loopback: decoded into Arrow batches by the client.
         let started = Instant::now();
+        let cpu = cpu_time();
         let mut client = remote.flight_sql();
         let info = client
             .execute(sql.clone(), None)
@@ -165,10 +195,11 @@ pub async fn serve(
             wire += (data.inner.data_body.len() + data.inner.data_header.len()) as u64;
             if let DecodedPayload::RecordBatch(batch) = &data.payload {
                 n += batch.num_rows() as u64;
-                bytes += batch.get_array_memory_size() as u64;
+                bytes += arrow_bytes(batch);
             }
         }
         remote_times.push(started.elapsed());
+        remote_cpu.push(cpu_time().saturating_sub(cpu));
         (remote_rows, remote_bytes, wire_bytes) = (n, bytes, wire);
     }
     if remote_rows != local_rows {
@@ -178,23 +209,30 @@ pub async fn serve(
     }
     let local = crate::bench::median(local_times);
     let remote_t = crate::bench::median(remote_times);
+    let (local_cpu, remote_cpu) = (
+        crate::bench::median(local_cpu),
+        crate::bench::median(remote_cpu),
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     report.push((
         format!("in-process: governed query, {local_rows} rows (collect)"),
         format!(
-            "{:.2} s = {:.2} GB/s Arrow, {:.1} M rows/s",
+            "{:.2} s = {:.2} GB/s Arrow, {:.1} M rows/s; CPU {:.1} s of {cores} cores",
             local.as_secs_f64(),
             gbps(local_bytes, local),
-            local_rows as f64 / local.as_secs_f64() / 1e6
+            local_rows as f64 / local.as_secs_f64() / 1e6,
+            local_cpu.as_secs_f64(),
         ),
     ));
     report.push((
         format!("Flight SQL over loopback, {remote_rows} rows"),
         format!(
-            "{:.2} s = {:.2} GB/s Arrow ({:.2} GB/s on the wire), {:.1} M rows/s",
+            "{:.2} s = {:.2} GB/s Arrow ({:.2} GB/s on the wire), {:.1} M rows/s; CPU {:.1} s (server, client and loopback share the cores)",
             remote_t.as_secs_f64(),
             gbps(remote_bytes, remote_t),
             gbps(wire_bytes, remote_t),
-            remote_rows as f64 / remote_t.as_secs_f64() / 1e6
+            remote_rows as f64 / remote_t.as_secs_f64() / 1e6,
+            remote_cpu.as_secs_f64(),
         ),
     ));
     report.push((

@@ -9,7 +9,9 @@
 //! 3. For each table, the policy decides once ([`Policy::decide`], cached): rows (admin-code
 //!    prefix of the jurisdiction, whole, or denied) and every column (clear, masked, denied,
 //!    or clear/masked only inside an emergency area). The decision is compiled into a view:
-//!    `Projection(masks) ← Filter(area_code LIKE 'J%') ← scan`. Denied columns are absent;
+//!    `Projection(masks) ← scan of the guarded table`, whose scan applies the row filter
+//!    (`area_code LIKE 'J%'`) below everything else of the query ([`crate::guarded`]: no
+//!    user predicate is evaluated on a row outside the jurisdiction). Denied columns are absent;
 //!    masks are opaque SQL functions that keep the column's type, so any predicate, join or
 //!    aggregate of the user's query — pushed down or not — sees only the masked value.
 //! 4. The user's query is planned in a session whose catalog holds nothing but those views
@@ -22,13 +24,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
-    SchemaProvider, Session, TableProvider,
+    SchemaProvider, TableProvider,
 };
 use datafusion::common::config::Dialect;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -36,11 +37,7 @@ use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::{DefaultTableSource, ViewTable, provider_as_source};
 use datafusion::error::DataFusionError;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
-use datafusion::logical_expr::{
-    Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF, TableProviderFilterPushDown, TableType, lit,
-    when,
-};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF, lit, when};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -52,6 +49,7 @@ use gridhub_policy::{
 };
 
 use crate::error::{EngineError, Result};
+pub use crate::guarded::GuardedTable;
 use crate::hub::{CATALOG, Hub, REJECTS_TABLE, SHARED_SCHEMA, source_schema};
 
 /// At most this many `person_id`s are recorded per audited read of health or location data;
@@ -507,47 +505,6 @@ fn mentions(expr: &str, column: &str) -> bool {
     }
 }
 
-/// The real table under a policy view. It only exists inside the plans
-/// [`Hub::policy_view`] builds, so a scan of it in a planned query proves the policy's filter and masks sit above
-/// it (DataFusion inlines views while planning, so the view itself leaves no scan).
-#[derive(Debug)]
-pub struct GuardedTable(Arc<dyn TableProvider>);
-
-#[async_trait]
-impl TableProvider for GuardedTable {
-    fn schema(&self) -> SchemaRef {
-        self.0.schema()
-    }
-    fn table_type(&self) -> TableType {
-        self.0.table_type()
-    }
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        self.0.supports_filters_pushdown(filters)
-    }
-    fn statistics(&self) -> Option<datafusion::common::Statistics> {
-        self.0.statistics()
-    }
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        self.0.scan(state, projection, filters, limit).await
-    }
-    async fn scan_with_args<'a>(
-        &self,
-        state: &dyn Session,
-        args: datafusion::catalog::ScanArgs<'a>,
-    ) -> datafusion::error::Result<datafusion::catalog::ScanResult> {
-        self.0.scan_with_args(state, args).await
-    }
-}
-
 /// Whether `provider` is a snapshot of a shared table whose every row's `area_code` starts
 /// with `area` (raw tables and live views are never proven).
 fn proven_inside(provider: &Arc<dyn TableProvider>, reading: &Reading, area: &str) -> bool {
@@ -718,20 +675,13 @@ impl Hub {
             message: e.to_string(),
         };
         let schema = provider.schema();
-        let guarded: Arc<dyn TableProvider> = Arc::new(GuardedTable(provider.clone()));
-        let mut plan =
-            LogicalPlanBuilder::scan(reference, provider_as_source(guarded), None).map_err(err)?;
-        match &decision.rows {
+        let rows = match &decision.rows {
             // A snapshot whose every row lies in the jurisdiction (its file's exact statistics
             // prove it) needs no row filter: a city-wide principal pays nothing for it.
-            RowAccess::Jurisdiction(area) if proven_inside(&provider, reading, area) => {}
-            RowAccess::Jurisdiction(area) => {
-                // No jurisdiction expression: `in_areas` is false, so no row (fail closed).
-                plan = plan
-                    .filter(reading.in_areas(std::slice::from_ref(area)))
-                    .map_err(err)?;
-            }
-            RowAccess::All => {}
+            RowAccess::Jurisdiction(area) if proven_inside(&provider, reading, area) => None,
+            // No jurisdiction expression: `in_areas` is false, so no row (fail closed).
+            RowAccess::Jurisdiction(area) => Some(reading.in_areas(std::slice::from_ref(area))),
+            RowAccess::All => None,
             RowAccess::Denied => {
                 return Err(EngineError::Denied {
                     message: decision.reason.clone().unwrap_or_else(|| {
@@ -739,7 +689,11 @@ impl Hub {
                     }),
                 });
             }
-        }
+        };
+        // The row filter runs inside the guarded scan, below every predicate of the query.
+        let guarded: Arc<dyn TableProvider> = Arc::new(GuardedTable::new(provider.clone(), rows));
+        let plan =
+            LogicalPlanBuilder::scan(reference, provider_as_source(guarded), None).map_err(err)?;
         let mut exprs = Vec::new();
         for field in schema.fields() {
             // A column the decision does not know is denied.

@@ -14,6 +14,7 @@ mod admin;
 pub mod config;
 pub mod error;
 pub mod govern;
+pub mod guarded;
 pub mod hub;
 pub mod snapshot;
 pub mod stream;

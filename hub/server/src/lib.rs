@@ -192,7 +192,12 @@ pub async fn start(hub: Arc<Hub>, config: ServerConfig) -> Result<RunningServer,
         config: config.clone(),
     });
 
-    let mut builder = Server::builder();
+    // Results are large: frames up to 1 MiB (when the client allows them), no Nagle delay.
+    let mut builder = Server::builder()
+        .tcp_nodelay(true)
+        .max_frame_size(1 << 20)
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(2 << 20);
     if let Some(tls) = &config.tls {
         let identity = Identity::from_pem(
             read(&tls.cert, "TLS certificate")?,
