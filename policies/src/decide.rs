@@ -1,9 +1,10 @@
-//! The compiled policy: Casbin enforcers, one per jurisdiction, and per-table decisions cached
-//! by (principal, purpose, relevant emergencies, table).
+//! The compiled policy: Casbin enforcers, one per jurisdiction and action, and per-table
+//! decisions cached by (principal, purpose, relevant emergencies, table).
 //!
 //! Casbin-rs scans every policy line for every enforce call (about 30 ms at 10,000 lines), so
-//! each jurisdiction gets its own enforcer holding only the lines whose area pattern matches
-//! it (the model requires `keyMatch(r.area, p.area)`, so no other line can ever match), built
+//! each (jurisdiction, action) gets its own enforcer holding only the lines whose area pattern
+//! matches the jurisdiction and whose action is that action (the model requires
+//! `keyMatch(r.area, p.area)` and `r.act == p.act`, so no other line can ever match), built
 //! on first use. A table decision then makes as few calls as it can: one or two for the rows, then one or two
 //! per distinct tag of the table's columns (columns no line names individually share their
 //! tag's decision), one or two more per tag when an emergency lies inside the jurisdiction.
@@ -135,8 +136,9 @@ const REQUEST_FIELDS: &str = "sub, area, tbl, col, tag, act, purpose, emg";
 /// are cheap to recompute compared with the memory of an unbounded map).
 const CACHE_CAPACITY: usize = 100_000;
 
-/// Per-jurisdiction enforcers are dropped, all at once, when this many are held.
-const ENFORCER_CAPACITY: usize = 1_024;
+/// Enforcers (one per jurisdiction and action) are dropped, all at once, when this many are
+/// held.
+const ENFORCER_CAPACITY: usize = 8_192;
 
 /// What a decision is cached by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -195,8 +197,11 @@ pub struct Policy {
     /// Whether the model's matcher requires `keyMatch(r.area, p.area)`: then an enforcer
     /// need only hold the lines of its jurisdiction. Otherwise one enforcer holds them all.
     area_scoped: bool,
+    /// Whether the matcher requires `r.act == p.act`: then an enforcer need only hold the
+    /// lines of one action, and each enforce call scans only those.
+    action_scoped: bool,
     /// Enforcers by jurisdiction (`""` when not area-scoped), built on first use.
-    enforcers: Mutex<HashMap<String, Arc<Enforcer>>>,
+    enforcers: Mutex<HashMap<(String, String), Arc<Enforcer>>>,
     cache: Mutex<HashMap<DecisionKey, Arc<TableDecision>>>,
     enforce_calls: AtomicU64,
 }
@@ -267,6 +272,29 @@ fn check_model(model: &DefaultModel) -> Vec<Problem> {
 /// Whether the model's matcher has `keyMatch(r.area, p.area)` as one of its top-level `&&`
 /// terms, so that a line whose area pattern does not match a jurisdiction never applies to it.
 fn requires_area_match(model: &DefaultModel) -> bool {
+    has_top_level_term(
+        model,
+        &["keyMatch(r_area,p_area)", "keyMatch(r.area,p.area)"],
+    )
+}
+
+/// Whether the model's matcher has `r.act == p.act` as one of its top-level `&&` terms, so
+/// that a line of another action never applies to a request.
+fn requires_action_match(model: &DefaultModel) -> bool {
+    has_top_level_term(
+        model,
+        &[
+            "r_act==p_act",
+            "r.act==p.act",
+            "p_act==r_act",
+            "p.act==r.act",
+        ],
+    )
+}
+
+/// Whether one of the matcher's top-level `&&` terms (white space removed) is one of `any`;
+/// false when the matcher has a top-level `||`.
+fn has_top_level_term(model: &DefaultModel, any: &[&str]) -> bool {
     let Some(matcher) = model.get_model().get("m").and_then(|m| m.get("m")) else {
         return false;
     };
@@ -296,9 +324,7 @@ fn requires_area_match(model: &DefaultModel) -> bool {
     }
     terms.push(&compact[start..]);
     // casbin-rs stores the matcher with `.` replaced by `_` in field names.
-    terms
-        .iter()
-        .any(|t| *t == "keyMatch(r_area,p_area)" || *t == "keyMatch(r.area,p.area)")
+    terms.iter().any(|t| any.contains(t))
 }
 
 /// An enforcer holding `lines`, with each principal's roles as `g` links.
@@ -360,6 +386,7 @@ impl Policy {
         let refuse = |message: String| PolicyError::Invalid(vec![model_problem(message)]);
 
         let area_scoped = requires_area_match(&parsed);
+        let action_scoped = requires_action_match(&parsed);
         let template = parsed.clone();
         // The probe enforcer holds every line and principal: what it cannot build or enforce,
         // no per-jurisdiction enforcer could.
@@ -402,6 +429,7 @@ impl Policy {
                 .collect(),
             model: template,
             area_scoped,
+            action_scoped,
             enforcers: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
             enforce_calls: AtomicU64::new(0),
@@ -417,6 +445,12 @@ impl Policy {
     /// `keyMatch(r.area, p.area)`); otherwise one enforcer holds every line.
     pub fn is_area_scoped(&self) -> bool {
         self.area_scoped
+    }
+
+    /// Whether each enforcer holds the lines of one action only (the model requires
+    /// `r.act == p.act`).
+    pub fn is_action_scoped(&self) -> bool {
+        self.action_scoped
     }
 
     /// The number of policy lines (blank lines and comments not counted).
@@ -531,23 +565,27 @@ impl Policy {
         self.check(&who, "pull", &req, false).allowed
     }
 
-    /// The enforcer for one jurisdiction: the policy lines whose area pattern matches it and
-    /// the role links of the principals holding it; built on first use, kept until
-    /// [`ENFORCER_CAPACITY`] jurisdictions are held (then the map starts over).
-    fn enforcer_for(&self, area: &str) -> std::result::Result<Arc<Enforcer>, String> {
-        let key = if self.area_scoped { area } else { "" };
+    /// The enforcer for one jurisdiction and action: the policy lines whose area pattern
+    /// matches the jurisdiction and whose action is `action`, and the role links of the
+    /// principals holding the jurisdiction; built on first use, kept until
+    /// [`ENFORCER_CAPACITY`] are held (then the map starts over).
+    fn enforcer_for(&self, area: &str, action: &str) -> std::result::Result<Arc<Enforcer>, String> {
+        let key = (
+            if self.area_scoped { area } else { "" }.to_owned(),
+            if self.action_scoped { action } else { "" }.to_owned(),
+        );
         let mut enforcers = self.enforcers.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(hit) = enforcers.get(key) {
+        if let Some(hit) = enforcers.get(&key) {
             return Ok(Arc::clone(hit));
         }
         let principals = self
             .principals
             .values()
-            .filter(|p| !self.area_scoped || p.area == key);
-        let lines = self
-            .lines
-            .iter()
-            .filter(|l| !self.area_scoped || l.area_matches(key));
+            .filter(|p| !self.area_scoped || p.area == key.0);
+        let lines = self.lines.iter().filter(|l| {
+            (!self.area_scoped || l.area_matches(&key.0))
+                && (!self.action_scoped || l.action == key.1)
+        });
         // Building from a parsed model and an in-memory adapter does no I/O: blocking on it
         // is as cheap as the work itself, and keeps decisions synchronous.
         let built =
@@ -556,7 +594,7 @@ impl Policy {
             enforcers.clear();
         }
         let built = Arc::new(built);
-        enforcers.insert(key.to_owned(), Arc::clone(&built));
+        enforcers.insert(key, Arc::clone(&built));
         Ok(built)
     }
 
@@ -744,7 +782,7 @@ impl Policy {
         ]
         .map(String::from)
         .into();
-        let enforcer = match self.enforcer_for(&p.area) {
+        let enforcer = match self.enforcer_for(&p.area, action) {
             Ok(enforcer) => enforcer,
             Err(e) => {
                 return Verdict {

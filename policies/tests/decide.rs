@@ -427,9 +427,10 @@ fn policy_is_shared_across_threads_and_compiles_in_spawned_tasks() {
     )));
 }
 
-/// Per-jurisdiction enforcers (the default model requires `keyMatch(r.area, p.area)`, so each
-/// holds only its jurisdiction's lines) decide exactly as one enforcer holding every line:
-/// the same model with the area term hidden in parentheses is not recognised as area-scoped.
+/// Per-(jurisdiction, action) enforcers (the default model requires `keyMatch(r.area,
+/// p.area)` and `r.act == p.act`, so each holds only its jurisdiction's lines of one action)
+/// decide exactly as one enforcer holding every line: the same model with both terms hidden
+/// in parentheses is not recognised as scoped.
 #[tokio::test]
 async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
     let unscoped_model = DEFAULT_MODEL.replace(
@@ -437,6 +438,15 @@ async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
         "&& (keyMatch(r.area, p.area) || r.area == \"-\")",
     );
     assert_ne!(unscoped_model, DEFAULT_MODEL, "the model's area term moved");
+    // Nor per action: the action term hidden the same way.
+    let unscoped_model = unscoped_model.replace(
+        "m = r.act == p.act &&",
+        "m = (r.act == p.act || r.act == \"-\") &&",
+    );
+    assert!(
+        unscoped_model.contains("r.act == \"-\""),
+        "the model's action term moved"
+    );
     let (text, _) = with_lines(&[
         "p, community_worker, 420106001003*, tag:location, read_masked, *, -, allow",
         "p, community_worker, 420106002001*, tag:health, read_clear, *, -, allow",
@@ -466,8 +476,8 @@ async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
         .await
         .unwrap();
     let emergencies = [emergency(1, "420106001003", 2)];
-    assert!(scoped.is_area_scoped());
-    assert!(!unscoped.is_area_scoped());
+    assert!(scoped.is_area_scoped() && scoped.is_action_scoped());
+    assert!(!unscoped.is_area_scoped() && !unscoped.is_action_scoped());
     let mut compared = 0;
     for who in &people {
         for t in gridhub_catalog::shared_tables() {
