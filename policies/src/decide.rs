@@ -200,7 +200,8 @@ pub struct Policy {
     /// Whether the matcher requires `r.act == p.act`: then an enforcer need only hold the
     /// lines of one action, and each enforce call scans only those.
     action_scoped: bool,
-    /// Enforcers by jurisdiction (`""` when not area-scoped), built on first use.
+    /// Enforcers by (jurisdiction, action), each `""` when the policy is not scoped by it;
+    /// built on first use.
     enforcers: Mutex<HashMap<(String, String), Arc<Enforcer>>>,
     cache: Mutex<HashMap<DecisionKey, Arc<TableDecision>>>,
     enforce_calls: AtomicU64,

@@ -49,11 +49,6 @@ impl GuardedTable {
     pub fn new(inner: Arc<dyn TableProvider>, rows: Option<Expr>) -> Self {
         Self { inner, rows }
     }
-
-    /// The row filter applied inside the scan, if any.
-    pub fn row_filter(&self) -> Option<&Expr> {
-        self.rows.as_ref()
-    }
 }
 
 #[async_trait]
