@@ -37,6 +37,10 @@ pub struct AuditRecord {
     pub person_ids: Vec<String>,
     /// More person_ids were returned than the hub's bound, so `person_ids` is incomplete.
     pub person_ids_truncated: bool,
+    /// For the record that ends a streamed query: the sequence number of the record that
+    /// said it started (written, durably, before the first batch left the hub).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_seq: Option<u64>,
 }
 
 /// What kind of event a record is.
@@ -60,6 +64,9 @@ pub enum Outcome {
     Ok,
     Denied,
     Error,
+    /// A streamed query began sending; a later record with `started_seq` pointing here says
+    /// how it ended. Without one, it started and never finished (the hub stopped mid-stream).
+    Started,
 }
 
 impl Outcome {
@@ -69,6 +76,7 @@ impl Outcome {
             Outcome::Ok => "ok",
             Outcome::Denied => "denied",
             Outcome::Error => "error",
+            Outcome::Started => "started",
         }
     }
 }

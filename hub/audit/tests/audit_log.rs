@@ -58,6 +58,7 @@ fn record(i: usize) -> AuditRecord {
         duration_ms: Some(3),
         person_ids: (0..i % 4).map(|k| format!("P{}", (i + k) % 6)).collect(),
         person_ids_truncated: i.is_multiple_of(7),
+        started_seq: None,
     }
 }
 

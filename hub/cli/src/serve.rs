@@ -117,6 +117,7 @@ fn audit(hub: &Hub, principal: &str, text: String) -> Result<(), String> {
             duration_ms: None,
             person_ids: vec![],
             person_ids_truncated: false,
+            started_seq: None,
         })
         .map(|_| ())
         .map_err(|e| e.to_string())

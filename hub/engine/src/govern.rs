@@ -351,6 +351,7 @@ impl Governance {
             duration_ms: None,
             person_ids: Vec::new(),
             person_ids_truncated: false,
+            started_seq: None,
         })?)
     }
 }
@@ -1113,7 +1114,8 @@ pub(crate) fn query_record(
         outcome,
         message,
         duration_ms: Some(started.elapsed().as_millis() as u64),
-        person_ids,
+        person_ids_truncated,
+        started_seq: None,
         person_ids_truncated,
     }
 }
