@@ -102,6 +102,17 @@ impl TableDef {
         self.column("area_code").is_some()
     }
 
+    /// The column whose reading decides whether a row may be seen at all. A row of
+    /// `person_tag` says by its presence alone that the person carries a special tag, so its
+    /// rows are shown only to whoever may read `tag` in clear (a masked tag on a visible row
+    /// would still single the person out).
+    pub fn presence_column(&self) -> Option<&'static str> {
+        match self.name {
+            "person_tag" => Some("tag"),
+            _ => None,
+        }
+    }
+
     /// The table's Arrow schema. Key columns are non-null; everything else nullable.
     pub fn schema(&self) -> SchemaRef {
         Arc::new(Schema::new(
@@ -263,7 +274,7 @@ static SHARED_TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
                 col("area_code", Utf8, Public, "所属区划"),
                 col("category", Utf8, Public, "类别"),
                 col("description", Utf8, Public, "描述"),
-                col("reported_by", Utf8, Public, "上报人"),
+                col("reported_by", Utf8, Identity, "上报人"),
                 col("reported_at", ts(), Public, "上报时间"),
                 col("status", Utf8, Public, "状态"),
                 col("closed_at", ts(), Public, "办结时间"),

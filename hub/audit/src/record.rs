@@ -49,6 +49,9 @@ pub struct AuditRecord {
 pub enum RecordKind {
     /// A query run by a principal.
     Query,
+    /// The `person_id`s of a streamed read of health or location data, written before the
+    /// rows that hold them leave the hub; `started_seq` names the query's start record.
+    QueryRows,
     /// A policy version applied or rolled back.
     PolicyChange,
     /// An emergency declared, extended or ended.

@@ -86,9 +86,26 @@ impl Backend {
         }
     }
 
-    pub async fn catalog(&self) -> Result<pb::Catalog, String> {
+    /// A principal named with `--as` locally (remotely the token says who asks).
+    fn asker(&self, principal: Option<&str>) -> Result<Option<gridhub_engine::Principal>, String> {
+        match (self, principal) {
+            (Backend::Local(hub), Some(id)) => hub
+                .governance()
+                .principal(id)
+                .cloned()
+                .map(Some)
+                .map_err(local_error),
+            (Backend::Remote(_), Some(_)) => {
+                Err("with --server the token's principal asks: drop --as".into())
+            }
+            (_, None) => Ok(None),
+        }
+    }
+
+    pub async fn catalog(&self, principal: Option<&str>) -> Result<pb::Catalog, String> {
+        let asker = self.asker(principal)?;
         match self {
-            Backend::Local(hub) => api::catalog(hub).await.map_err(local_error),
+            Backend::Local(hub) => api::catalog(hub, asker.as_ref()).await.map_err(local_error),
             Backend::Remote(r) => r
                 .catalog()
                 .get_catalog(pb::GetCatalogRequest {})
@@ -98,9 +115,10 @@ impl Backend {
         }
     }
 
-    pub async fn rejects(&self) -> Result<pb::RejectSummary, String> {
+    pub async fn rejects(&self, principal: Option<&str>) -> Result<pb::RejectSummary, String> {
+        let asker = self.asker(principal)?;
         match self {
-            Backend::Local(hub) => api::rejects(hub).await.map_err(local_error),
+            Backend::Local(hub) => api::rejects(hub, asker.as_ref()).await.map_err(local_error),
             Backend::Remote(r) => r
                 .catalog()
                 .list_rejects(pb::ListRejectsRequest {})

@@ -145,6 +145,7 @@ pub async fn serve(
     let sql = stream_sql(person_rows, rows);
     let limits = QueryLimits {
         memory_bytes: Some(hub.config().server.query_memory_bytes),
+        ..QueryLimits::default()
     };
     let remote = Remote::connect(&RemoteOptions {
         url: url.clone(),

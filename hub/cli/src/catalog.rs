@@ -105,8 +105,9 @@ pub async fn show(
     format: Format,
     with_columns: bool,
     with_rejects: bool,
+    principal: Option<&str>,
 ) -> Result<(), String> {
-    let catalog = backend.catalog().await?;
+    let catalog = backend.catalog(principal).await?;
     let mut sections = vec![
         ("sources", sources(&catalog.sources)?),
         ("tables", tables(&catalog.tables)?),
@@ -115,7 +116,7 @@ pub async fn show(
         sections.push(("columns", columns(&catalog.columns)?));
     }
     if with_rejects {
-        let r = backend.rejects().await?.counts;
+        let r = backend.rejects(principal).await?.counts;
         sections.push((
             "rejects",
             batch(vec![

@@ -130,6 +130,9 @@ enum Command {
         /// Also count rejected rows per source table (the rows: `_rejects`, under the policy)
         #[arg(long)]
         rejects: bool,
+        /// Answer as this principal would be answered: row counts only of what it may read
+        #[arg(long = "as")]
+        principal: Option<String>,
         #[command(flatten)]
         remote: RemoteArg,
     },
@@ -179,8 +182,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Workers with a known, generous stack: planning recurses over the query (bounded by the
+    // hub's SQL limits, which are checked against tokio's 2 MiB default; this is headroom).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(16 << 20)
         .build()
     {
         Ok(rt) => rt,
@@ -256,10 +262,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             format,
             columns,
             rejects,
+            principal,
             remote,
         } => {
             let backend = backend(&config, &remote, None).await?;
-            catalog::show(&backend, format, columns, rejects).await
+            catalog::show(&backend, format, columns, rejects, principal.as_deref()).await
         }
         Command::Serve {
             config,

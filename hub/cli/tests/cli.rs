@@ -287,7 +287,7 @@ fn serve_and_remote_cli_agree_with_local() {
         "remote and local query differ"
     );
 
-    let local = gridhub(&["catalog", "--columns"], cwd);
+    let local = gridhub(&["catalog", "--columns", "--as", "zhao.street"], cwd);
     let remote = gridhub(
         &["catalog", "--columns", "--server", &url, "--token", &zhao],
         cwd,

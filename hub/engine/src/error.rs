@@ -35,6 +35,9 @@ pub enum EngineError {
     Audit(#[from] gridhub_audit::AuditError),
     #[error("query failed: {message}")]
     Query { message: String },
+    /// A query beyond the hub's bounds on SQL size, nesting or plan size.
+    #[error("query too large: {message}")]
+    QueryTooLarge { message: String },
     /// A query outgrew its memory pool (the message says which operator and how much).
     #[error("{message}")]
     ResourcesExhausted { message: String },

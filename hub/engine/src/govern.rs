@@ -26,21 +26,22 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemoryCatalogProviderList, MemorySchemaProvider,
     SchemaProvider, TableProvider,
 };
-use datafusion::common::config::Dialect;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Column, ScalarValue, TableReference};
 use datafusion::datasource::{DefaultTableSource, ViewTable, provider_as_source};
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, ScalarUDF, lit, when};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use futures::StreamExt;
 use gridhub_audit::{AuditLog, AuditRecord, ColumnAccessRecord, Outcome, RecordKind};
 use gridhub_catalog::{Tag, shared_table, shared_tables};
 use gridhub_policy::{
@@ -108,6 +109,10 @@ pub(crate) struct Reading {
     area: Vec<Expr>,
     /// Column → the shared column it holds or feeds, which chooses its mask.
     feeds: HashMap<String, String>,
+    /// Columns whose reading decides whether a row is shown at all (see
+    /// [`gridhub_catalog::TableDef::presence_column`]): a row is shown only where each of
+    /// them reads clear.
+    presence: Vec<String>,
 }
 
 impl Reading {
@@ -119,6 +124,11 @@ impl Reading {
                 Vec::new()
             },
             feeds: HashMap::new(),
+            presence: def
+                .presence_column()
+                .into_iter()
+                .map(String::from)
+                .collect(),
         }
     }
 
@@ -289,6 +299,11 @@ impl Governance {
         (self.clock.read().expect("clock lock"))()
     }
 
+    /// The clock decisions are taken at.
+    pub fn clock(&self) -> Clock {
+        self.clock.read().expect("clock lock").clone()
+    }
+
     /// Replace the clock (tests: emergency expiry without waiting).
     pub fn set_clock(&self, clock: Clock) {
         *self.clock.write().expect("clock lock") = clock;
@@ -392,12 +407,26 @@ pub(crate) async fn governed_tables(hub: &Hub) -> GovernedTables {
                     .max_by_key(|tag| sensitivity(*tag))
             };
             let mapped: Vec<Option<Tag>> = schema.iter().map(|c| feeds(c)).collect();
-            let unmapped_tag = mapped
+            // A raw column no mapping reads holds something nobody has classified: it takes
+            // the most sensitive tag, whatever its neighbours hold.
+            let unmapped_tag = MOST_SENSITIVE;
+            // Raw columns that feed a shared table's presence column decide, like it, whether
+            // a raw row is shown at all.
+            let presence: Vec<String> = schema
                 .iter()
-                .flatten()
-                .copied()
-                .max_by_key(|tag| sensitivity(*tag))
-                .unwrap_or(MOST_SENSITIVE);
+                .filter(|c| {
+                    lineage
+                        .iter()
+                        .filter(|l| l.source == s.name && &l.source_table == t)
+                        .filter(|l| mentions(&l.source_expr, c))
+                        .any(|l| {
+                            shared_table(&l.shared_table)
+                                .and_then(|d| d.presence_column())
+                                .is_some_and(|p| p == l.shared_column)
+                        })
+                })
+                .cloned()
+                .collect();
             let name = format!("{}.{t}", source_schema(&s.name));
             let area: Vec<Expr> = hub
                 .mappings()
@@ -426,7 +455,14 @@ pub(crate) async fn governed_tables(hub: &Hub) -> GovernedTables {
                 .into_iter()
                 .map(|(raw, (_, fed))| (raw, fed))
                 .collect();
-            readings.insert(name.clone(), Reading { area, feeds });
+            readings.insert(
+                name.clone(),
+                Reading {
+                    area,
+                    feeds,
+                    presence,
+                },
+            );
             out.push(TableInfo {
                 name,
                 kind: TableKind::Raw {
@@ -506,6 +542,22 @@ fn mentions(expr: &str, column: &str) -> bool {
     }
 }
 
+/// The filter the presence columns put on a table's rows: none when each reads clear; rows
+/// of the emergency areas that open it to clear reading; otherwise no row at all.
+fn presence_filter(decision: &TableDecision, reading: &Reading) -> Option<Expr> {
+    reading
+        .presence
+        .iter()
+        .filter_map(|name| match decision.column(name) {
+            Some(c) if c.access == Access::Clear => None,
+            Some(c) if !c.emergency_clear_areas.is_empty() => {
+                Some(reading.in_areas(&c.emergency_clear_areas))
+            }
+            _ => Some(lit(false)),
+        })
+        .reduce(Expr::and)
+}
+
 /// Whether `provider` is a snapshot of a shared table whose every row's `area_code` starts
 /// with `area` (raw tables and live views are never proven).
 fn proven_inside(provider: &Arc<dyn TableProvider>, reading: &Reading, area: &str) -> bool {
@@ -543,7 +595,7 @@ impl Hub {
     ) -> Result<Expr> {
         let udf = match (reading.shared_column(name), data_type) {
             ("id_number", DataType::Utf8) => Some("gh_mask_id_number"),
-            ("name", DataType::Utf8) => Some("gh_mask_name"),
+            ("name" | "reported_by", DataType::Utf8) => Some("gh_mask_name"),
             ("phone", DataType::Utf8) => Some("gh_mask_phone"),
             ("birth_date", DataType::Date32) => Some("gh_mask_birth_date"),
             ("place", DataType::Utf8) if reading.area.len() == 1 => {
@@ -691,6 +743,11 @@ impl Hub {
                 });
             }
         };
+        let rows = match (rows, presence_filter(decision, reading)) {
+            (rows, None) => rows,
+            (None, Some(p)) => Some(p),
+            (Some(r), Some(p)) => Some(r.and(p)),
+        };
         // The row filter runs inside the guarded scan, below every predicate of the query.
         let guarded: Arc<dyn TableProvider> = Arc::new(GuardedTable::new(provider.clone(), rows));
         let plan =
@@ -821,6 +878,32 @@ impl Hub {
         decisions: &mut Vec<Arc<TableDecision>>,
         limits: &QueryLimits,
     ) -> Result<DataFrame> {
+        Ok(self
+            .plan_governed(
+                principal,
+                purpose,
+                sql,
+                None,
+                PlanStage::Logical,
+                decisions,
+                limits,
+            )
+            .await?
+            .frame)
+    }
+
+    /// Plan a governed query (with `params` bound to `$1`, … when given) up to `stage`: the
+    /// frame, its physical plan, and until when its decisions hold.
+    pub(crate) async fn plan_governed(
+        &self,
+        principal: &Principal,
+        purpose: Option<&str>,
+        sql: &str,
+        params: Option<datafusion::common::ParamValues>,
+        stage: PlanStage,
+        decisions: &mut Vec<Arc<TableDecision>>,
+        limits: &QueryLimits,
+    ) -> Result<GovernedPlan> {
         let gov = self.governance();
         gov.reload().await?;
         let (_, policy) = gov.policy()?;
@@ -835,9 +918,8 @@ impl Hub {
             });
         }
         let state = self.context().state();
-        let statement = state
-            .sql_to_statement(sql, &Dialect::Generic)
-            .map_err(|e| self.describe(e))?;
+        let recursion_limit = state.config().options().sql_parser.recursion_limit.get();
+        let statement = crate::bounds::parse_bounded(sql, &limits.sql, recursion_limit).await?;
         let is_query = matches!(&statement, DfStatement::Statement(s) if matches!(**s, SqlStatement::Query(_)));
         if !is_query {
             return Err(EngineError::Denied {
@@ -854,18 +936,36 @@ impl Hub {
         let emergencies = gov.emergencies();
         let place_mask = self.place_mask().await?;
         let mut seen = BTreeSet::new();
+        let mut valid_until: Option<DateTime<Utc>> = None;
         for reference in &references {
             let (schema, table, name) = self.governed_name(reference)?;
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let info = gov
-                .table_info(&name)
-                .ok_or_else(|| EngineError::UnknownTable {
+            let Some(info) = gov.table_info(&name) else {
+                // Name only what this principal may read: the list of every table (raw
+                // source tables included) is itself something to govern.
+                return Err(EngineError::UnknownTable {
                     table: name.clone(),
-                    known: self.table_names().join(", "),
-                })?;
+                    known: self
+                        .readable_names(principal, purpose, &policy, &emergencies, now)
+                        .join(", "),
+                });
+            };
             let decision = policy.decide(principal, purpose, &emergencies, now, info);
+            if !emergencies.is_empty() {
+                // Decisions an emergency widened hold only while it lasts: the stream stops
+                // when the first of the emergencies that reach this principal ends.
+                let ordinary = policy.decide(principal, purpose, &[], now, info);
+                if !same_access(&decision, &ordinary) {
+                    valid_until = emergencies
+                        .iter()
+                        .filter(|e| overlaps(&e.area, &principal.area))
+                        .map(|e| e.until)
+                        .chain(valid_until)
+                        .min();
+                }
+            }
             decisions.push(decision.clone());
             let provider = self
                 .context()
@@ -896,6 +996,48 @@ impl Hub {
                 .register_table(table, Arc::new(view))
                 .map_err(|e| self.describe(e))?;
         }
+        let governed = self.principal_session(state, catalog, limits)?;
+        let decided: &[Arc<TableDecision>] = decisions;
+        // Planning recurses over the query: on a thread whose stack is known, whatever the
+        // caller's (bounded by the SQL limits, so this is headroom, not the defence).
+        let (frame, physical) = crate::bounds::on_planner_stack(async move {
+            let plan = governed.statement_to_plan(statement).await.map_err(|e| {
+                explain_planning_error(self.describe(e), decided, principal, purpose)
+            })?;
+            verify_only_policy_views(&plan)?;
+            crate::bounds::check_plan(&plan, &limits.sql)?;
+            let mut frame = DataFrame::new(governed, plan);
+            if let Some(p) = params {
+                frame = frame.with_param_values(p).map_err(|e| self.describe(e))?;
+            }
+            let physical = match stage {
+                PlanStage::Logical => None,
+                PlanStage::Physical => Some(
+                    frame
+                        .clone()
+                        .create_physical_plan()
+                        .await
+                        .map_err(crate::stream::execution_error)?,
+                ),
+            };
+            Ok::<_, EngineError>((frame, physical))
+        })?;
+        Ok(GovernedPlan {
+            frame,
+            physical,
+            valid_until,
+        })
+    }
+
+    /// The session a principal's query is planned in: `catalog` (the policy views) and
+    /// nothing else — no information_schema, only the allowed functions
+    /// ([`crate::functions`]), no table functions, the query's own memory pool.
+    fn principal_session(
+        &self,
+        state: datafusion::execution::SessionState,
+        catalog: Arc<MemoryCatalogProvider>,
+        limits: &QueryLimits,
+    ) -> Result<datafusion::execution::SessionState> {
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         datafusion::catalog::CatalogProviderList::register_catalog(
             catalogs.as_ref(),
@@ -909,9 +1051,15 @@ impl Hub {
             .options_mut()
             .catalog
             .create_default_catalog_and_schema = false;
+        let (scalar, aggregate, window) = crate::functions::allowed(&state);
         let mut builder = SessionStateBuilder::new_from_existing(state)
             .with_config(config)
-            .with_catalog_list(catalogs);
+            .with_catalog_list(catalogs)
+            .with_scalar_functions(scalar)
+            .with_aggregate_functions(aggregate)
+            .with_window_functions(window)
+            .with_higher_order_functions(Vec::new())
+            .with_table_functions(HashMap::new());
         if let Some(bytes) = limits.memory_bytes {
             // Fair spill pool: sorts and aggregations spill to disk within it; what cannot
             // spill (a join's hash table) fails with ResourcesExhausted instead of taking
@@ -926,13 +1074,106 @@ impl Hub {
             .map_err(|e| self.describe(e))?;
             builder = builder.with_runtime_env(runtime);
         }
-        let governed = builder.build();
-        let plan = governed
-            .statement_to_plan(statement)
-            .await
-            .map_err(|e| explain_planning_error(self.describe(e), decisions, principal, purpose))?;
-        verify_only_policy_views(&plan)?;
-        Ok(DataFrame::new(governed, plan))
+        Ok(builder.build())
+    }
+
+    /// Every function name (aliases included) a principal's session can call, by kind:
+    /// `scalar:abs`, `aggregate:count`, `window:rank`, `table:…` — read off a session built
+    /// the way every governed query's is.
+    pub fn principal_function_names(&self) -> Result<Vec<String>> {
+        let session = self.principal_session(
+            self.context().state(),
+            Arc::new(MemoryCatalogProvider::new()),
+            &QueryLimits::default(),
+        )?;
+        Ok(function_names(&session))
+    }
+
+    /// Every function name the operator's session has (for comparison with
+    /// [`Hub::principal_function_names`]).
+    pub fn operator_function_names(&self) -> Vec<String> {
+        function_names(&self.context().state())
+    }
+
+    /// Tables `principal` may read some rows of with `purpose`, by the names policies know.
+    fn readable_names(
+        &self,
+        principal: &Principal,
+        purpose: Option<&str>,
+        policy: &Policy,
+        emergencies: &[Emergency],
+        now: DateTime<Utc>,
+    ) -> Vec<String> {
+        self.governance()
+            .known()
+            .tables
+            .iter()
+            .filter(|info| {
+                policy
+                    .decide(principal, purpose, emergencies, now, info)
+                    .rows
+                    != RowAccess::Denied
+            })
+            .map(|info| info.name.clone())
+            .collect()
+    }
+
+    /// The tables `principal` may read with `purpose`, each as (schema, table, the columns
+    /// the principal sees: denied ones absent), decided by the policy without planning a
+    /// query. A table whose source cannot be read is left out.
+    pub async fn visible_tables(
+        &self,
+        principal_id: &str,
+        purpose: Option<&str>,
+    ) -> Result<Vec<(String, String, SchemaRef)>> {
+        let gov = self.governance();
+        let principal = gov.principal(principal_id)?.clone();
+        gov.reload().await?;
+        let (_, policy) = gov.policy()?;
+        let now = gov.now();
+        let emergencies = gov.emergencies();
+        let mut out = Vec::new();
+        for info in &gov.known().tables {
+            let decision = policy.decide(&principal, purpose, &emergencies, now, info);
+            if decision.rows == RowAccess::Denied {
+                continue;
+            }
+            let (schema, table) = match info.name.split_once('.') {
+                Some((s, t)) => (s.to_string(), t.to_string()),
+                None => (SHARED_SCHEMA.to_string(), info.name.clone()),
+            };
+            let Ok(provider) = self
+                .context()
+                .table_provider(TableReference::partial(schema.as_str(), table.as_str()))
+                .await
+            else {
+                continue;
+            };
+            let fields: Vec<_> = provider
+                .schema()
+                .fields()
+                .iter()
+                .filter_map(|f| {
+                    let c = decision.column(f.name())?;
+                    let readable = c.access != Access::Denied
+                        || !c.emergency_clear_areas.is_empty()
+                        || !c.emergency_masked_areas.is_empty();
+                    readable.then(|| {
+                        let clear = c.access == Access::Clear;
+                        f.as_ref().clone().with_nullable(f.is_nullable() || !clear)
+                    })
+                })
+                .collect();
+            if fields.is_empty() {
+                continue;
+            }
+            out.push((
+                schema,
+                table,
+                Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+            ));
+        }
+        Ok(out)
     }
 
     async fn run_governed(
@@ -942,9 +1183,97 @@ impl Hub {
         sql: &str,
         decisions: &mut Vec<Arc<TableDecision>>,
     ) -> Result<Vec<RecordBatch>> {
-        let df = self.plan_as(principal, purpose, sql, decisions).await?;
-        df.collect().await.map_err(|e| self.describe(e))
+        let plan = self
+            .plan_governed(
+                principal,
+                purpose,
+                sql,
+                None,
+                PlanStage::Physical,
+                decisions,
+                &QueryLimits::default(),
+            )
+            .await?;
+        let task = Arc::new(plan.frame.task_ctx());
+        // The collected answer is counted in the query's memory pool like its operators.
+        let held = MemoryConsumer::new("gridhub collected answer").register(task.memory_pool());
+        let physical = plan.physical.expect("planned to the physical stage");
+        // Collected, so executed where planning ran: on a stack of known size.
+        crate::bounds::on_planner_stack(async move {
+            let mut stream = datafusion::physical_plan::execute_stream(physical, task)
+                .map_err(crate::stream::execution_error)?;
+            let mut batches = Vec::new();
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(crate::stream::execution_error)?;
+                held.try_grow(batch.get_array_memory_size())
+                    .map_err(crate::stream::execution_error)?;
+                batches.push(batch);
+            }
+            Ok(batches)
+        })
     }
+}
+
+/// Every function of a session by kind and canonical name (`scalar:abs`, `aggregate:count`,
+/// `table:generate_series`, …), sorted; aliases are names of these same functions.
+fn function_names(state: &datafusion::execution::SessionState) -> Vec<String> {
+    let mut names: Vec<String> = state
+        .scalar_functions()
+        .values()
+        .map(|f| format!("scalar:{}", f.name()))
+        .chain(
+            state
+                .aggregate_functions()
+                .values()
+                .map(|f| format!("aggregate:{}", f.name())),
+        )
+        .chain(
+            state
+                .window_functions()
+                .values()
+                .map(|f| format!("window:{}", f.name())),
+        )
+        .chain(state.table_functions().keys().map(|n| format!("table:{n}")))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// How far [`Hub::plan_governed`] goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlanStage {
+    /// The logical plan (its schema and parameters): enough to prepare a statement.
+    Logical,
+    /// Also the physical plan, ready to execute.
+    Physical,
+}
+
+/// A planned governed query.
+pub(crate) struct GovernedPlan {
+    pub(crate) frame: DataFrame,
+    /// The physical plan, when asked for ([`PlanStage::Physical`]).
+    pub(crate) physical: Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+    /// The first instant at which an emergency that widened these decisions ends: the
+    /// answer must not be read past it.
+    pub(crate) valid_until: Option<DateTime<Utc>>,
+}
+
+/// Whether two decisions for one table give the same access (lines and hints aside).
+fn same_access(a: &TableDecision, b: &TableDecision) -> bool {
+    a.rows == b.rows
+        && a.columns.len() == b.columns.len()
+        && a.columns.iter().zip(&b.columns).all(|(x, y)| {
+            x.column == y.column
+                && x.access == y.access
+                && x.emergency_clear_areas == y.emergency_clear_areas
+                && x.emergency_masked_areas == y.emergency_masked_areas
+        })
+}
+
+/// Whether two admin codes' areas overlap (one is a prefix of the other).
+fn overlaps(a: &str, b: &str) -> bool {
+    a.starts_with(b) || b.starts_with(a)
 }
 
 /// Refuse a plan with any scan that is not a policy view, or any statement that is not a
@@ -1058,11 +1387,15 @@ pub fn describe_access(c: &ColumnDecision) -> String {
     s
 }
 
-/// Limits a governed query runs under (the hub server's guards; none locally).
+/// Limits a governed query runs under (the hub server's guards; locally only the SQL
+/// bounds, which hold everywhere).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueryLimits {
-    /// The query's own memory pool, in bytes.
+    /// The query's own memory pool, in bytes: its operators and the batches of its answer
+    /// on their way out are counted in it.
     pub memory_bytes: Option<usize>,
+    /// Bounds on the SQL text, its nesting and the plan.
+    pub sql: crate::bounds::SqlLimits,
 }
 
 /// Whether a query's decisions open a health or location column (then the `person_id`s it
@@ -1114,34 +1447,19 @@ pub(crate) fn query_record(
         outcome,
         message,
         duration_ms: Some(started.elapsed().as_millis() as u64),
+        person_ids,
         person_ids_truncated,
         started_seq: None,
-        person_ids_truncated,
     }
 }
 
 /// Distinct `person_id`s in a result, at most [`AUDIT_PERSON_ID_BOUND`].
 pub(crate) fn person_ids(batches: &[RecordBatch]) -> (Vec<String>, bool) {
-    let mut ids = BTreeSet::new();
-    let mut truncated = false;
+    let mut ids = crate::stream::PersonIds::default();
     for b in batches {
-        for (i, f) in b.schema().fields().iter().enumerate() {
-            if f.name() != "person_id" {
-                continue;
-            }
-            let Some(values) = b.column(i).as_string_opt::<i32>() else {
-                continue;
-            };
-            for v in values.iter().flatten() {
-                if ids.len() >= AUDIT_PERSON_ID_BOUND && !ids.contains(v) {
-                    truncated = true;
-                    continue;
-                }
-                ids.insert(v.to_string());
-            }
-        }
+        ids.add(b);
     }
-    (ids.into_iter().collect(), truncated)
+    ids.into_sorted()
 }
 
 /// A table decision laid out per column, for `gridhub policy explain`.

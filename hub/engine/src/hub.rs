@@ -633,7 +633,24 @@ impl Hub {
 
     /// Plan a SQL query. Errors come back as one clear sentence.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
-        self.ctx.sql(sql).await.map_err(|e| self.describe(e))
+        // The operator's SQL is bounded like a principal's: a deep expression must not take
+        // the process down (see crate::bounds).
+        let state = self.ctx.state();
+        let recursion_limit = state.config().options().sql_parser.recursion_limit.get();
+        let statement = crate::bounds::parse_bounded(
+            sql,
+            &crate::bounds::SqlLimits::default(),
+            recursion_limit,
+        )
+        .await?;
+        let plan = state
+            .statement_to_plan(statement)
+            .await
+            .map_err(|e| self.describe(e))?;
+        self.ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| self.describe(e))
     }
 
     /// Plan and run a SQL query, collecting the batches.

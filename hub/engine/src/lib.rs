@@ -11,8 +11,10 @@
 //! `system.*`.
 
 mod admin;
+pub mod bounds;
 pub mod config;
 pub mod error;
+pub mod functions;
 pub mod govern;
 pub mod guarded;
 pub mod hub;
@@ -21,6 +23,7 @@ pub mod stream;
 pub mod system;
 mod unavailable;
 
+pub use bounds::SqlLimits;
 pub use config::{HubConfig, ServerConfig, SourceConfig, TlsFiles};
 pub use error::{EngineError, Result};
 pub use govern::{Governance, GovernedAnswer, GuardedTable, QueryLimits, describe_access};

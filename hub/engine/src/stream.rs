@@ -1,54 +1,113 @@
 //! Streamed governed queries, for the hub server: the same planning and policy views as
 //! [`Hub::query_as`], but the answer is a stream of batches.
 //!
-//! Audit: a query that opens a health or location column is collected first, its
-//! `person_id`s recorded, and its record made durable before the first batch leaves (as
-//! locally). Any other query streams, and its record is appended when the stream ends —
-//! complete, failed, or dropped by a client that cancelled or went away ("cancelled after N
-//! rows"). A query refused while planning is audited before the refusal is returned.
+//! Audit before data leaves: once the plan is built, a record with outcome `started`
+//! (principal, purpose, SQL, tables, column decisions) is appended, durably, before the
+//! stream is handed out; when the stream ends — complete, failed, stopped, or dropped by a
+//! client that went away — a second record gives the outcome and row count and names the
+//! first (`started_seq`). A hub that dies mid-stream leaves the start record alone: "started,
+//! not finished". A read that opens a health or location column also writes, before each
+//! batch leaves, a `query_rows` record with the batch's `person_id`s not yet recorded (at
+//! most [`AUDIT_PERSON_ID_BOUND`] per query): whose data left is on disk before it does.
+//!
+//! Memory: every batch on its way out is counted in the query's memory pool until the next
+//! one is asked for (the encoder has taken it by then), so an answer made of huge values
+//! (`repeat('x', 300000000)`) fails with "Resources exhausted" like an operator would.
+//!
+//! Emergencies: a query whose decisions an emergency widened stops, with an error, at the
+//! first batch asked for after that emergency's expiry.
+//!
+//! A query refused while planning is audited before the refusal is returned.
 
-use std::collections::VecDeque;
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use datafusion::arrow::array::RecordBatch;
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use futures::Stream;
-use gridhub_audit::{AuditLog, Outcome};
+use gridhub_audit::{AuditLog, Outcome, RecordKind};
 use gridhub_policy::{Principal, TableDecision};
 
 use crate::error::{EngineError, Result};
-use crate::govern::{QueryLimits, person_ids, query_record, reads_sensitive};
+use crate::govern::{
+    AUDIT_PERSON_ID_BOUND, Clock, PlanStage, QueryLimits, query_record, reads_sensitive,
+};
 use crate::hub::Hub;
 
-/// A governed answer being streamed. Yields batches, then ends; its audit record is written
-/// when it ends or is dropped.
+/// A governed answer being streamed. Yields batches, then ends; its closing audit record is
+/// written when it ends or is dropped.
 pub struct GovernedStream {
     schema: SchemaRef,
     decisions: Vec<Arc<TableDecision>>,
-    batches: Batches,
-    /// The record still to write (None once written, or when written before streaming).
-    pending: Option<Pending>,
+    batches: SendableRecordBatchStream,
+    audit: Audit,
     rows: u64,
-    audit_seq: Option<u64>,
+    /// The batch on its way out, counted in the query's memory pool.
+    outgoing: MemoryReservation,
+    /// Stop before this instant passes (an emergency that widened the decisions ends).
+    valid_until: Option<DateTime<Utc>>,
+    clock: Clock,
 }
 
-enum Batches {
-    Live(SendableRecordBatchStream),
-    Collected(VecDeque<RecordBatch>),
-}
-
-struct Pending {
-    audit: Arc<AuditLog>,
+/// What the stream writes to the audit log, and what it has written.
+struct Audit {
+    log: Arc<AuditLog>,
     principal: Principal,
     purpose: Option<String>,
     text: String,
     started: Instant,
+    /// The start record.
+    start_seq: u64,
+    /// The closing record, once written.
+    end_seq: Option<u64>,
+    /// `person_id`s of a sensitive read, recorded before their rows leave.
+    persons: Option<PersonIds>,
+}
+
+/// The distinct `person_id`s of an answer, at most [`AUDIT_PERSON_ID_BOUND`].
+#[derive(Default)]
+pub(crate) struct PersonIds {
+    seen: BTreeSet<String>,
+    pub(crate) truncated: bool,
+}
+
+impl PersonIds {
+    /// Take note of a batch's `person_id`s; returns those not seen before (within the bound).
+    pub(crate) fn add(&mut self, batch: &RecordBatch) -> Vec<String> {
+        let mut new = Vec::new();
+        for (i, f) in batch.schema().fields().iter().enumerate() {
+            if f.name() != "person_id" {
+                continue;
+            }
+            let Some(values) = batch.column(i).as_string_opt::<i32>() else {
+                continue;
+            };
+            for v in values.iter().flatten() {
+                if self.seen.contains(v) {
+                    continue;
+                }
+                if self.seen.len() >= AUDIT_PERSON_ID_BOUND {
+                    self.truncated = true;
+                    continue;
+                }
+                self.seen.insert(v.to_string());
+                new.push(v.to_string());
+            }
+        }
+        new
+    }
+
+    pub(crate) fn into_sorted(self) -> (Vec<String>, bool) {
+        (self.seen.into_iter().collect(), self.truncated)
+    }
 }
 
 impl GovernedStream {
@@ -62,9 +121,15 @@ impl GovernedStream {
         &self.decisions
     }
 
-    /// The audit record's sequence number, once written.
-    pub fn audit_seq(&self) -> Option<u64> {
-        self.audit_seq
+    /// The sequence number of the record that says the query started (durable before the
+    /// stream was handed out).
+    pub fn audit_seq(&self) -> u64 {
+        self.audit.start_seq
+    }
+
+    /// The closing record's sequence number, once written.
+    pub fn end_seq(&self) -> Option<u64> {
+        self.audit.end_seq
     }
 
     /// Rows yielded so far.
@@ -75,30 +140,76 @@ impl GovernedStream {
     /// End the query early (a deadline, say): audited as an error with `message`; the plan
     /// stops when the stream is dropped.
     pub fn stop(&mut self, message: &str) {
-        if let Err(e) = self.finish(
-            Outcome::Error,
-            Some(format!("{message} after {} rows", self.rows)),
-        ) {
+        let message = format!("{message} after {} rows", self.rows);
+        if let Err(e) = self.finish(Outcome::Error, Some(message)) {
             tracing::error!("cannot audit a stopped query: {e}");
         }
     }
 
     fn finish(&mut self, outcome: Outcome, message: Option<String>) -> Result<()> {
-        let Some(p) = self.pending.take() else {
+        if self.audit.end_seq.is_some() {
             return Ok(());
-        };
-        let record = query_record(
-            &p.principal,
-            p.purpose.as_deref(),
-            &p.text,
+        }
+        self.outgoing.free();
+        let a = &mut self.audit;
+        let truncated = a.persons.as_ref().is_some_and(|p| p.truncated);
+        let mut record = query_record(
+            &a.principal,
+            a.purpose.as_deref(),
+            &a.text,
             &self.decisions,
             Some(self.rows),
             outcome,
             message,
-            p.started,
-            (Vec::new(), false),
+            a.started,
+            (Vec::new(), truncated),
         );
-        self.audit_seq = Some(p.audit.append(&record)?);
+        record.started_seq = Some(a.start_seq);
+        // Written at most once, even when the append fails (the start record stands).
+        a.end_seq = Some(0);
+        a.end_seq = Some(a.log.append(&record)?);
+        Ok(())
+    }
+
+    /// What must hold before `batch` may leave: the emergency still lasts, its memory fits
+    /// the pool, its persons are recorded.
+    fn release(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some(until) = self.valid_until
+            && (self.clock)() >= until
+        {
+            return Err(EngineError::Denied {
+                message: format!(
+                    "the emergency that opened this query's columns ended at {}; the rest of \
+                     the answer is withheld (run the query again)",
+                    until.to_rfc3339()
+                ),
+            });
+        }
+        self.outgoing
+            .try_resize(batch.get_array_memory_size())
+            .map_err(|e| EngineError::ResourcesExhausted {
+                message: format!("the answer's next batch does not fit the query's memory: {e}"),
+            })?;
+        let a = &mut self.audit;
+        if let Some(persons) = a.persons.as_mut() {
+            let new = persons.add(batch);
+            if !new.is_empty() {
+                let mut record = query_record(
+                    &a.principal,
+                    a.purpose.as_deref(),
+                    &a.text,
+                    &self.decisions,
+                    Some(self.rows + batch.num_rows() as u64),
+                    Outcome::Started,
+                    None,
+                    a.started,
+                    (new, persons.truncated),
+                );
+                record.kind = RecordKind::QueryRows;
+                record.started_seq = Some(a.start_seq);
+                a.log.append(&record)?;
+            }
+        }
         Ok(())
     }
 }
@@ -108,16 +219,29 @@ impl Stream for GovernedStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.as_mut().get_mut();
-        let next = match &mut this.batches {
-            Batches::Collected(queue) => Poll::Ready(queue.pop_front().map(Ok)),
-            Batches::Live(stream) => stream.as_mut().poll_next(cx),
-        };
-        match next {
+        if this.audit.end_seq.is_some() {
+            return Poll::Ready(None);
+        }
+        // The previous batch has been taken by the consumer.
+        this.outgoing.free();
+        match this.batches.as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(batch))) => {
-                this.rows += batch.num_rows() as u64;
-                Poll::Ready(Some(Ok(batch)))
-            }
+            Poll::Ready(Some(Ok(batch))) => match this.release(&batch) {
+                Ok(()) => {
+                    this.rows += batch.num_rows() as u64;
+                    Poll::Ready(Some(Ok(batch)))
+                }
+                Err(e) => {
+                    let outcome = match e {
+                        EngineError::Denied { .. } => Outcome::Denied,
+                        _ => Outcome::Error,
+                    };
+                    if let Err(audit) = this.finish(outcome, Some(e.to_string())) {
+                        return Poll::Ready(Some(Err(audit)));
+                    }
+                    Poll::Ready(Some(Err(e)))
+                }
+            },
             Poll::Ready(Some(Err(e))) => {
                 let error = execution_error(e);
                 if let Err(audit) = this.finish(Outcome::Error, Some(error.to_string())) {
@@ -136,7 +260,7 @@ impl Stream for GovernedStream {
 
 impl Drop for GovernedStream {
     fn drop(&mut self) {
-        if self.pending.is_some() {
+        if self.audit.end_seq.is_none() {
             let message = format!("cancelled after {} rows", self.rows);
             if let Err(e) = self.finish(Outcome::Error, Some(message)) {
                 tracing::error!("cannot audit a cancelled query: {e}");
@@ -146,7 +270,7 @@ impl Drop for GovernedStream {
 }
 
 /// An error while the plan runs: memory exhaustion keeps its kind.
-fn execution_error(e: DataFusionError) -> EngineError {
+pub(crate) fn execution_error(e: DataFusionError) -> EngineError {
     match e.find_root() {
         root @ DataFusionError::ResourcesExhausted(_) => EngineError::ResourcesExhausted {
             message: root.to_string(),
@@ -180,65 +304,62 @@ impl Hub {
         let audit_failure = |decisions: &[Arc<TableDecision>], e: EngineError| {
             self.audit_refusal(&principal, purpose, &text, decisions, started, e)
         };
-        let planned = async {
-            let df = self
-                .plan_as_within(&principal, purpose, sql, &mut decisions, limits)
-                .await?;
-            match params {
-                Some(p) => df.with_param_values(p).map_err(|e| self.describe(e)),
-                None => Ok(df),
-            }
-        }
-        .await;
-        let df = match planned {
-            Ok(df) => df,
-            Err(e) => return Err(audit_failure(&decisions, e)),
-        };
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        if reads_sensitive(&decisions) {
-            // Whose health or location data left the hub is durable before any of it does.
-            let batches = match df.collect().await {
-                Ok(b) => b,
-                Err(e) => return Err(audit_failure(&decisions, execution_error(e))),
-            };
-            let record = query_record(
+        let planned = self
+            .plan_governed(
                 &principal,
                 purpose,
-                &text,
-                &decisions,
-                Some(batches.iter().map(|b| b.num_rows() as u64).sum()),
-                Outcome::Ok,
-                None,
-                started,
-                person_ids(&batches),
-            );
-            let seq = gov.audit().append(&record)?;
-            return Ok(GovernedStream {
-                schema,
-                decisions,
-                rows: 0,
-                batches: Batches::Collected(batches.into()),
-                pending: None,
-                audit_seq: Some(seq),
-            });
-        }
-        let stream = match df.execute_stream().await {
+                sql,
+                params,
+                PlanStage::Physical,
+                &mut decisions,
+                limits,
+            )
+            .await;
+        let plan = match planned {
+            Ok(p) => p,
+            Err(e) => return Err(audit_failure(&decisions, e)),
+        };
+        let schema: SchemaRef = Arc::new(plan.frame.schema().as_arrow().clone());
+        let task = Arc::new(plan.frame.task_ctx());
+        let outgoing = MemoryConsumer::new("gridhub answer batch").register(task.memory_pool());
+        let physical = plan.physical.expect("planned to the physical stage");
+        let valid_until = plan.valid_until;
+        let batches = match datafusion::physical_plan::execute_stream(physical, task) {
             Ok(s) => s,
             Err(e) => return Err(audit_failure(&decisions, execution_error(e))),
         };
+        // Durable before the stream is handed out, so before any batch can leave.
+        let record = query_record(
+            &principal,
+            purpose,
+            &text,
+            &decisions,
+            None,
+            Outcome::Started,
+            None,
+            started,
+            (Vec::new(), false),
+        );
+        let start_seq = gov.audit().append(&record)?;
+        let sensitive = reads_sensitive(&decisions);
         Ok(GovernedStream {
             schema,
             decisions,
-            rows: 0,
-            batches: Batches::Live(stream),
-            pending: Some(Pending {
-                audit: gov.audit_log(),
+            batches,
+            audit: Audit {
+                log: gov.audit_log(),
                 principal,
                 purpose: purpose.map(str::to_string),
                 text,
                 started,
-            }),
-            audit_seq: None,
+                start_seq,
+                end_seq: None,
+                persons: sensitive.then(PersonIds::default),
+            },
+            rows: 0,
+            outgoing,
+            valid_until,
+            clock: gov.clock(),
         })
     }
 }

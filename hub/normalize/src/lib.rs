@@ -69,7 +69,7 @@ pub use id::{person_id, pseudonym, resident_id};
 pub use mask::{mask_id_number, mask_name, mask_phone, mask_place, mask_udfs, place_mask_udf};
 pub use normalizer::{Normalizer, UnknownNormalizer};
 pub use text::{admin_code, boolean, name, phone, trim};
-pub use udf::{check_udf, json_object_udf, normalizer_udf, register_all, udfs};
+pub use udf::{check_udf, json_object_udf, normalizer_udf, principal_use, register_all, udfs};
 
 #[cfg(test)]
 mod tests;

@@ -492,6 +492,44 @@ pub fn udfs(pseudonym_key: &[u8]) -> Vec<ScalarUDF> {
         .collect()
 }
 
+/// Whether a principal's governed session may call the gridhub function `name`, and why
+/// (None: not a gridhub function). Every function [`register_all`] registers has an answer;
+/// the engine builds principals' sessions from it.
+pub fn principal_use(name: &str) -> Option<(bool, &'static str)> {
+    let normaliser = name
+        .strip_prefix("gh_")
+        .and_then(|n| Normalizer::ALL.into_iter().find(|k| k.name() == n));
+    Some(match (name, normaliser) {
+        (_, Some(Normalizer::PersonId)) => (
+            false,
+            "keyed with the pseudonym key: gh_person_id(candidate) = person_id tests guesses \
+             of a masked ID number against the clear pseudonym, an oracle on hidden values",
+        ),
+        (_, Some(_)) => (
+            true,
+            "unkeyed and pure: it sees only values the query could already read",
+        ),
+        ("gh_check", _) => (
+            false,
+            "carries the pseudonym key (it checks person_id values); principals do not \
+             validate source data, so least power leaves it out",
+        ),
+        ("gh_json_object", _) => (
+            false,
+            "internal to the mappings (the raw values of rejected rows); not needed by queries",
+        ),
+        ("gh_mask_id_number" | "gh_mask_name" | "gh_mask_phone" | "gh_mask_birth_date", _) => (
+            true,
+            "a mask of a value the query can read reveals nothing the value does not",
+        ),
+        ("gh_mask_place", _) => (
+            true,
+            "maps an area code the query can read to its community's public name",
+        ),
+        _ => return None,
+    })
+}
+
 /// Registers [`udfs`] with a session.
 pub fn register_all(ctx: &SessionContext, pseudonym_key: &[u8]) {
     for udf in udfs(pseudonym_key)

@@ -74,8 +74,67 @@ fn number(v: Option<String>) -> Option<i64> {
     v.and_then(|s| s.parse().ok())
 }
 
-/// Sources, shared tables, columns with tags, lineage. No resident data.
-pub async fn catalog(hub: &Hub) -> Result<pb::Catalog> {
+/// What a principal may learn from the catalog: the tables (by the names policies know)
+/// it may read some rows of. Counts are given for those only; the operator (None) sees all.
+struct CountScope(Option<std::collections::BTreeSet<String>>);
+
+impl CountScope {
+    async fn of(hub: &Hub, caller: Option<&gridhub_policy::Principal>) -> Result<Self> {
+        let Some(p) = caller else {
+            return Ok(Self(None));
+        };
+        let visible = hub
+            .visible_tables(&p.id, None)
+            .await?
+            .into_iter()
+            .map(|(schema, table, _)| {
+                if schema == gridhub_engine::SHARED_SCHEMA {
+                    table
+                } else {
+                    format!("{schema}.{table}")
+                }
+            })
+            .collect();
+        Ok(Self(Some(visible)))
+    }
+
+    fn table(&self, name: &str) -> bool {
+        self.0.as_ref().is_none_or(|v| v.contains(name))
+    }
+
+    /// A source's counts: to whoever may read one of its raw tables.
+    fn source(&self, source: &str) -> bool {
+        let prefix = format!("{}.", gridhub_engine::source_schema(source));
+        self.0
+            .as_ref()
+            .is_none_or(|v| v.iter().any(|t| t.starts_with(&prefix)))
+    }
+}
+
+/// Audit that `caller` was told the counts of `tables` (the operator is not a principal).
+fn audit_counts(
+    hub: &Hub,
+    caller: Option<&gridhub_policy::Principal>,
+    what: &str,
+    counted: Vec<String>,
+) -> Result<()> {
+    if let Some(p) = caller {
+        hub.governance().audit_change(
+            p,
+            gridhub_audit::RecordKind::Query,
+            format!("{what}: row counts of {}", counted.join(", ")),
+            Outcome::Ok,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// Sources, shared tables, columns with tags, lineage. No resident data; row counts only
+/// of what `caller` may read (all for the operator, None), and the counts given are audited.
+pub async fn catalog(hub: &Hub, caller: Option<&gridhub_policy::Principal>) -> Result<pb::Catalog> {
+    let scope = CountScope::of(hub, caller).await?;
+    let mut counted = Vec::new();
     let s = hub.query(SOURCES).await?;
     let [
         name,
@@ -104,8 +163,16 @@ pub async fn catalog(hub: &Hub) -> Result<pb::Catalog> {
         (kind?, label?, health?, cached?, refresh?);
     let (mut accepted, mut rejected, mut location) = (accepted?, rejected?, location?);
     for (i, n) in name?.into_iter().enumerate() {
+        let n = n.unwrap_or_default();
+        let counts = scope.source(&n);
+        if !counts {
+            accepted[i] = None;
+            rejected[i] = None;
+        } else if caller.is_some() {
+            counted.push(format!("source {n}"));
+        }
         sources.push(pb::Source {
-            name: n.unwrap_or_default(),
+            name: n,
             r#type: kind[i].take().unwrap_or_default(),
             label: label[i].take().unwrap_or_default(),
             health: health[i].take().unwrap_or_default(),
@@ -126,12 +193,19 @@ pub async fn catalog(hub: &Hub) -> Result<pb::Catalog> {
     let tables = texts(&t, "shared_table")?
         .into_iter()
         .enumerate()
-        .map(|(i, n)| pb::SharedTable {
-            name: n.unwrap_or_default(),
-            label: label[i].take().unwrap_or_default(),
-            key: key[i].take().unwrap_or_default(),
-            rows: number(rows[i].take()),
-            sources: srcs[i].take().unwrap_or_default(),
+        .map(|(i, n)| {
+            let n = n.unwrap_or_default();
+            let rows = number(rows[i].take()).filter(|_| scope.table(&n));
+            if rows.is_some() && caller.is_some() {
+                counted.push(n.clone());
+            }
+            pb::SharedTable {
+                name: n,
+                label: label[i].take().unwrap_or_default(),
+                key: key[i].take().unwrap_or_default(),
+                rows,
+                sources: srcs[i].take().unwrap_or_default(),
+            }
         })
         .collect();
     let c = hub.query(COLUMNS).await?;
@@ -166,6 +240,9 @@ pub async fn catalog(hub: &Hub) -> Result<pb::Catalog> {
             transform: l.transform.unwrap_or_default(),
         })
         .collect();
+    if !counted.is_empty() {
+        audit_counts(hub, caller, "catalog", counted)?;
+    }
     Ok(pb::Catalog {
         sources,
         tables,
@@ -174,8 +251,22 @@ pub async fn catalog(hub: &Hub) -> Result<pb::Catalog> {
     })
 }
 
-/// Rejected rows counted per source table and target (counts only).
-pub async fn rejects(hub: &Hub) -> Result<pb::RejectSummary> {
+/// Rejected rows counted per source table and target (counts only), for the operator (None)
+/// or a principal that may read `_rejects` (audited); nothing for anyone else.
+pub async fn rejects(
+    hub: &Hub,
+    caller: Option<&gridhub_policy::Principal>,
+) -> Result<pb::RejectSummary> {
+    let scope = CountScope::of(hub, caller).await?;
+    if !scope.table(gridhub_engine::REJECTS_TABLE) {
+        return Ok(pb::RejectSummary { counts: Vec::new() });
+    }
+    audit_counts(
+        hub,
+        caller,
+        "rejects",
+        vec![gridhub_engine::REJECTS_TABLE.into()],
+    )?;
     let r = hub.query(REJECTS).await?;
     let (mut source_table, mut target_table, mut rows) = (
         texts(&r, "source_table")?,
@@ -333,9 +424,10 @@ pub fn audit_search(hub: &Hub, by: &str, q: &pb::SearchRequest) -> Result<pb::Au
         Some("ok") => Some(Outcome::Ok),
         Some("denied") => Some(Outcome::Denied),
         Some("error") => Some(Outcome::Error),
+        Some("started") => Some(Outcome::Started),
         Some(o) => {
             return Err(EngineError::Sql {
-                message: format!("unknown outcome '{o}' (ok, denied, error)"),
+                message: format!("unknown outcome '{o}' (ok, denied, error, started)"),
             });
         }
     };
@@ -376,7 +468,7 @@ pub async fn health(
     hub: &Arc<Hub>,
     caller: &gridhub_policy::Principal,
 ) -> Result<pb::HealthResponse> {
-    let catalog = catalog(hub).await?;
+    let catalog = catalog(hub, Some(caller)).await?;
     let degraded = catalog.sources.iter().any(|s| s.health != "ok");
     Ok(pb::HealthResponse {
         status: if degraded { "degraded" } else { "serving" }.into(),

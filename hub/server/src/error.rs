@@ -45,7 +45,7 @@ fn engine_code(e: &EngineError) -> Code {
     match e {
         EngineError::Denied { .. } => Code::PermissionDenied,
         EngineError::UnknownTable { .. } => Code::NotFound,
-        EngineError::Sql { .. } => Code::InvalidArgument,
+        EngineError::Sql { .. } | EngineError::QueryTooLarge { .. } => Code::InvalidArgument,
         // The caller's credentials name a principal the config no longer has, or an action
         // names one that does not exist.
         EngineError::UnknownPrincipal { .. } => Code::NotFound,
@@ -117,6 +117,12 @@ mod tests {
             (
                 ServerError::Engine(EngineError::Sql {
                     message: "syntax".into(),
+                }),
+                Code::InvalidArgument,
+            ),
+            (
+                ServerError::Engine(EngineError::QueryTooLarge {
+                    message: "an expression is nested more than 128 deep".into(),
                 }),
                 Code::InvalidArgument,
             ),

@@ -31,8 +31,8 @@ use arrow_flight::{
 };
 use datafusion::common::{ParamValues, ScalarValue};
 use futures::{Stream, StreamExt, TryStreamExt};
+use gridhub_engine::QueryLimits;
 use gridhub_engine::hub::CATALOG;
-use gridhub_engine::{QueryLimits, SHARED_SCHEMA};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataValue;
@@ -168,6 +168,7 @@ impl HubFlightSql {
     fn limits(&self) -> QueryLimits {
         QueryLimits {
             memory_bytes: Some(self.state.config.query_memory_bytes),
+            ..QueryLimits::default()
         }
     }
 
@@ -293,34 +294,31 @@ impl HubFlightSql {
         Ok((p.sql.clone(), p.purpose.clone(), p.params.clone()))
     }
 
-    /// Readable tables of the caller as (schema, table, the schema the caller sees).
-    async fn readable_tables(&self, caller: &Caller) -> Vec<(String, String, SchemaRef)> {
-        let hub = &self.state.hub;
-        let mut out = Vec::new();
-        for name in hub.table_names() {
-            let (schema, table) = match name.split_once('.') {
-                None => (SHARED_SCHEMA.to_string(), name.clone()),
-                Some((s, t)) if s.starts_with("src_") => (s.to_string(), t.to_string()),
-                Some(_) => continue,
-            };
-            let sql = format!(
-                "SELECT * FROM \"{schema}\".\"{}\"",
-                table.replace('"', "\"\"")
-            );
-            let mut decisions = Vec::new();
-            if let Ok(df) = hub
-                .plan_as(
-                    &caller.principal,
-                    caller.purpose.as_deref(),
-                    &sql,
-                    &mut decisions,
-                )
-                .await
-            {
-                out.push((schema, table, Arc::new(df.schema().as_arrow().clone())));
-            }
-        }
-        out
+    /// Readable tables of the caller as (schema, table, the schema the caller sees), from
+    /// the policy's decisions (nothing is planned), under the caller's concurrency cap and
+    /// the query timeout like any query.
+    async fn readable_tables(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<(String, String, SchemaRef)>, Status> {
+        let state = &self.state;
+        let _permit = state
+            .concurrency
+            .acquire(&caller.principal.id, state.config.max_queries_per_principal)
+            .map_err(Status::from)?;
+        let listed = tokio::time::timeout(
+            state.config.query_timeout,
+            state
+                .hub
+                .visible_tables(&caller.principal.id, caller.purpose.as_deref()),
+        )
+        .await
+        .map_err(|_| {
+            Status::from(ServerError::Timeout {
+                seconds: state.config.query_timeout.as_secs(),
+            })
+        })?;
+        listed.map_err(status)
     }
 }
 
@@ -581,7 +579,7 @@ impl FlightSqlService for HubFlightSql {
         self.state.metrics.request("GetDbSchemas");
         let mut schemas: Vec<String> = self
             .readable_tables(&caller)
-            .await
+            .await?
             .into_iter()
             .map(|(s, _, _)| s)
             .collect();
@@ -617,7 +615,7 @@ impl FlightSqlService for HubFlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = caller(&request)?;
         self.state.metrics.request("GetTables");
-        let tables = self.readable_tables(&caller).await;
+        let tables = self.readable_tables(&caller).await?;
         let mut builder = query.into_builder();
         for (schema, table, columns) in tables {
             builder

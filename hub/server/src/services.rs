@@ -51,16 +51,16 @@ impl CatalogService for HubServices {
         &self,
         request: Request<pb::GetCatalogRequest>,
     ) -> Result<Response<pb::Catalog>, Status> {
-        self.caller(&request, "GetCatalog")?;
-        self.answer(api::catalog(&self.state.hub).await)
+        let caller = self.caller(&request, "GetCatalog")?;
+        self.answer(api::catalog(&self.state.hub, Some(&caller.principal)).await)
     }
 
     async fn list_rejects(
         &self,
         request: Request<pb::ListRejectsRequest>,
     ) -> Result<Response<pb::RejectSummary>, Status> {
-        self.caller(&request, "ListRejects")?;
-        self.answer(api::rejects(&self.state.hub).await)
+        let caller = self.caller(&request, "ListRejects")?;
+        self.answer(api::rejects(&self.state.hub, Some(&caller.principal)).await)
     }
 }
 

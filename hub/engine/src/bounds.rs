@@ -1,0 +1,269 @@
+//! Bounds on what one principal's SQL may ask of the hub, checked before anything is planned.
+//!
+//! DataFusion plans and optimises by recursion over the syntax tree and the plan: a left-deep
+//! chain of a thousand `+` (2 KB of SQL) overflows a worker thread's stack and aborts the
+//! whole process. So a principal's SQL is, in this order:
+//! 1. at most [`SqlLimits::max_sql_bytes`] long (refused unparsed);
+//! 2. parsed on a thread of its own with a large stack ([`PARSE_STACK_BYTES`]): the parser
+//!    builds left-deep chains iteratively, but walking and dropping such a tree recurses,
+//!    and a refused tree is dropped there too, never on a worker thread;
+//! 3. measured with a bounded walk (it stops at the first bound it passes): expression depth,
+//!    expression count, `SELECT`s (each side of a `UNION` is one), tables and subquery
+//!    nesting;
+//! 4. after planning, the logical plan's node count ([`SqlLimits::max_plan_nodes`]).
+//!
+//! Within these bounds planning and execution recurse at most a few hundred levels. Both
+//! planning stages run on a thread of [`PLANNER_STACK_BYTES`] ([`on_planner_stack`]), and so
+//! does a collected (local) query's execution; a streamed answer executes on the runtime's
+//! workers, which `gridhub serve` starts with 16 MiB stacks (a debug build's frames need it:
+//! tokio's default of 2 MiB does not hold a 100-term expression there). Each refusal is a
+//! clear error naming the bound and its value.
+
+use std::ops::ControlFlow;
+
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{Expr, Query, Select, TableFactor, Visit, Visitor};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+use crate::error::{EngineError, Result};
+
+/// Stack of the thread a principal's SQL is parsed, measured and (if refused) dropped on.
+/// Only the pages touched are ever committed.
+pub const PARSE_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// Stack of the thread a query within the bounds is planned on (logical and physical).
+pub const PLANNER_STACK_BYTES: usize = 64 * 1024 * 1024;
+
+/// Run `work` to completion on a thread with [`PLANNER_STACK_BYTES`] of stack (and a runtime
+/// of its own), blocking the caller meanwhile: planning is CPU work, and this way its depth
+/// does not depend on the stack of whichever thread asked (tokio's workers have 2 MiB).
+pub fn on_planner_stack<T: Send>(work: impl std::future::Future<Output = T> + Send) -> T {
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("gridhub-planner".into())
+            .stack_size(PLANNER_STACK_BYTES)
+            .spawn_scoped(scope, || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a current-thread runtime for planning")
+                    .block_on(work)
+            })
+            .expect("start the planner thread")
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// How much a principal's SQL may ask for. The defaults are far above what the hub's own
+/// reports and BI tools send, and far below what breaks the planner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlLimits {
+    /// Length of the SQL text in bytes.
+    pub max_sql_bytes: usize,
+    /// Nesting of expressions (`a + b + c` is 3 deep; `f(g(x))` too).
+    pub max_expr_depth: usize,
+    /// Expressions in the whole statement (an `IN` list of 10,000 literals is 10,001).
+    pub max_expr_nodes: usize,
+    /// `SELECT`s in the statement: subqueries, CTEs and each side of a set operation.
+    pub max_selects: usize,
+    /// Tables, joins' sides and derived tables named in `FROM` clauses.
+    pub max_tables: usize,
+    /// Nesting of queries in queries.
+    pub max_query_depth: usize,
+    /// Nodes of the logical plan after planning (policy views included).
+    pub max_plan_nodes: usize,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self {
+            max_sql_bytes: 256 * 1024,
+            max_expr_depth: 128,
+            max_expr_nodes: 50_000,
+            max_selects: 64,
+            max_tables: 64,
+            max_query_depth: 16,
+            max_plan_nodes: 4_096,
+        }
+    }
+}
+
+/// Parse `sql` within `limits`: one statement, measured, on a thread with a large stack.
+pub async fn parse_bounded(
+    sql: &str,
+    limits: &SqlLimits,
+    recursion_limit: usize,
+) -> Result<DfStatement> {
+    if sql.len() > limits.max_sql_bytes {
+        return Err(too_large(format!(
+            "the SQL text is {} bytes, more than the {} a query may have",
+            sql.len(),
+            limits.max_sql_bytes
+        )));
+    }
+    let sql = sql.to_string();
+    let limits = limits.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("gridhub-sql-parse".into())
+        .stack_size(PARSE_STACK_BYTES)
+        .spawn(move || {
+            let _ = tx.send(parse_and_measure(&sql, &limits, recursion_limit));
+        })
+        .map_err(|e| EngineError::Query {
+            message: format!("cannot start the SQL parser thread: {e}"),
+        })?;
+    rx.await.map_err(|_| EngineError::Query {
+        message: "the SQL parser thread stopped without an answer".into(),
+    })?
+}
+
+fn parse_and_measure(sql: &str, limits: &SqlLimits, recursion_limit: usize) -> Result<DfStatement> {
+    let mut statements = DFParserBuilder::new(sql)
+        .with_dialect(&GenericDialect {})
+        .with_recursion_limit(recursion_limit)
+        .build()
+        .and_then(|mut p| p.parse_statements())
+        .map_err(|e| EngineError::Sql {
+            message: match e.find_root() {
+                datafusion::error::DataFusionError::SQL(parser, _) => {
+                    parser.to_string().replace("sql parser error: ", "")
+                }
+                other => other.to_string(),
+            },
+        })?;
+    if statements.len() != 1 {
+        return Err(EngineError::Sql {
+            message: format!(
+                "one SQL statement per query, not {} (separate them into several queries)",
+                statements.len()
+            ),
+        });
+    }
+    let statement = statements.pop_front().expect("one statement");
+    if let DfStatement::Statement(s) = &statement {
+        let mut measure = Measure::new(limits);
+        if let ControlFlow::Break(why) = s.visit(&mut measure) {
+            return Err(too_large(why));
+        }
+    }
+    Ok(statement)
+}
+
+/// Refuse a plan with more than `max_plan_nodes` nodes (counted with subqueries; the walk
+/// stops at the bound).
+pub fn check_plan(plan: &LogicalPlan, limits: &SqlLimits) -> Result<()> {
+    let mut nodes = 0usize;
+    let _ = plan.apply_with_subqueries(|_| {
+        nodes += 1;
+        Ok(if nodes > limits.max_plan_nodes {
+            datafusion::common::tree_node::TreeNodeRecursion::Stop
+        } else {
+            datafusion::common::tree_node::TreeNodeRecursion::Continue
+        })
+    });
+    if nodes > limits.max_plan_nodes {
+        return Err(too_large(format!(
+            "the query's plan has more than {} nodes",
+            limits.max_plan_nodes
+        )));
+    }
+    Ok(())
+}
+
+fn too_large(why: String) -> EngineError {
+    EngineError::QueryTooLarge {
+        message: format!("{why}; simplify the query or split it into several"),
+    }
+}
+
+/// Counts what the bounds are about while walking the tree; breaks at the first bound passed,
+/// so the walk itself never recurses deeper than the bounds.
+struct Measure<'a> {
+    limits: &'a SqlLimits,
+    depth: usize,
+    nodes: usize,
+    selects: usize,
+    tables: usize,
+    queries: usize,
+}
+
+impl<'a> Measure<'a> {
+    fn new(limits: &'a SqlLimits) -> Self {
+        Self {
+            limits,
+            depth: 0,
+            nodes: 0,
+            selects: 0,
+            tables: 0,
+            queries: 0,
+        }
+    }
+}
+
+impl Visitor for Measure<'_> {
+    type Break = String;
+
+    fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<String> {
+        self.queries += 1;
+        if self.queries > self.limits.max_query_depth {
+            return ControlFlow::Break(format!(
+                "queries are nested more than {} deep",
+                self.limits.max_query_depth
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _: &Query) -> ControlFlow<String> {
+        self.queries -= 1;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, _: &Select) -> ControlFlow<String> {
+        self.selects += 1;
+        if self.selects > self.limits.max_selects {
+            return ControlFlow::Break(format!(
+                "the query has more than {} SELECTs",
+                self.limits.max_selects
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, _: &TableFactor) -> ControlFlow<String> {
+        self.tables += 1;
+        if self.tables > self.limits.max_tables {
+            return ControlFlow::Break(format!(
+                "the query reads more than {} tables",
+                self.limits.max_tables
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<String> {
+        self.depth += 1;
+        self.nodes += 1;
+        if self.depth > self.limits.max_expr_depth {
+            return ControlFlow::Break(format!(
+                "an expression is nested more than {} deep",
+                self.limits.max_expr_depth
+            ));
+        }
+        if self.nodes > self.limits.max_expr_nodes {
+            return ControlFlow::Break(format!(
+                "the query has more than {} expressions",
+                self.limits.max_expr_nodes
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<String> {
+        self.depth -= 1;
+        ControlFlow::Continue(())
+    }
+}
