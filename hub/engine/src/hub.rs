@@ -31,7 +31,7 @@ use gridhub_mapping::{CompiledMapping, compile, merge, rejects_columns};
 use crate::config::HubConfig;
 use crate::error::{EngineError, Result};
 use crate::govern::Governance;
-use crate::snapshot::{self, SnapshotSet, SnapshotWriter};
+use crate::snapshot::{self, LoadMemoryPool, SnapshotSet, SnapshotWriter, Spilled};
 use crate::unavailable::UnavailableTable;
 
 /// The catalog the hub registers everything in.
@@ -93,6 +93,9 @@ impl Progress for NoProgress {
 pub struct LoadSummary {
     pub stats: Vec<LoadStat>,
     pub shared: Vec<SharedTableCount>,
+    /// What each table's snapshot plan spilled to the temp dir (every table written to the
+    /// snapshot, `_rejects` included; empty when snapshots are off).
+    pub spilled: BTreeMap<String, Spilled>,
 }
 
 /// An open hub.
@@ -521,6 +524,7 @@ impl Hub {
             None
         };
         let mut shared = Vec::new();
+        let mut spilled = BTreeMap::new();
         let load_state = self.load_state()?;
         for def in shared_with_sources {
             progress.step(def.name);
@@ -531,20 +535,24 @@ impl Hub {
                 .map_err(|e| self.describe(e))?;
             let live = DataFrame::new(load_state.clone(), live.logical_plan().clone());
             let rows = match writer.as_mut() {
-                Some(w) => w.write(def.name, live).await.map_err(|e| {
-                    let message = e.to_string();
-                    if message.contains("Resources exhausted") {
-                        EngineError::Query {
-                            message: format!(
-                                "{message} — the load's memory pool is too small for this \
+                Some(w) => {
+                    let written = w.write(def.name, live).await.map_err(|e| {
+                        let message = e.to_string();
+                        if message.contains("Resources exhausted") {
+                            EngineError::Query {
+                                message: format!(
+                                    "{message} — the load's memory pool is too small for this \
                                  merge: raise [hub] load_memory_mb (now {} MiB)",
-                                self.config.load_memory_mb
-                            ),
+                                    self.config.load_memory_mb
+                                ),
+                            }
+                        } else {
+                            e
                         }
-                    } else {
-                        e
-                    }
-                })?,
+                    })?;
+                    spilled.insert(def.name.to_string(), written.spilled);
+                    written.rows
+                }
                 None => live.count().await.map_err(|e| self.describe(e))? as u64,
             };
             shared.push(SharedTableCount {
@@ -560,7 +568,8 @@ impl Hub {
                 .table(TableReference::partial(LIVE_SCHEMA, REJECTS_TABLE))
                 .await
                 .map_err(|e| self.describe(e))?;
-            w.write(REJECTS_TABLE, rejects).await?;
+            let written = w.write(REJECTS_TABLE, rejects).await?;
+            spilled.insert(REJECTS_TABLE.to_string(), written.spilled);
             self.serve(Some(w.commit()?))?;
         }
         self.store.replace_load(&stats, &shared)?;
@@ -570,7 +579,11 @@ impl Hub {
         if let Some(governance) = self.governance.get() {
             governance.forget_communities();
         }
-        Ok(LoadSummary { stats, shared })
+        Ok(LoadSummary {
+            stats,
+            shared,
+            spilled,
+        })
     }
 
     /// The session state a load writes snapshots with: a memory pool of `load_memory_mb`
@@ -580,10 +593,9 @@ impl Hub {
         // A bounded memory pool: a merge whose groups outgrow it spills sorted runs to the
         // temp dir and merges them streaming, instead of holding a million entities.
         let limit = self.config.load_memory_mb;
+        // The snapshot writer's buffers are accounted apart from it (see LoadMemoryPool).
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_memory_pool(Arc::new(
-                datafusion::execution::memory_pool::FairSpillPool::new(limit << 20),
-            ))
+            .with_memory_pool(Arc::new(LoadMemoryPool::new(limit << 20)))
             .build_arc()
             .map_err(|e| self.describe(e))?;
         let mut config = state.config().clone();

@@ -12,18 +12,23 @@
 //! directory, then the `CURRENT` file is replaced (write + rename) to name it. The previous
 //! set is kept so a query still reading it is not cut off; older ones are removed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::UInt64Array;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
-use datafusion::dataframe::DataFrameWriteOptions;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::parquet::{ParquetFormat, ParquetFormatFactory};
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::memory_pool::{
+    FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, UnboundedMemoryPool,
+};
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -131,15 +136,26 @@ impl SnapshotWriter {
         })
     }
 
-    /// Stream `df` into the table's Parquet file; returns the rows written.
-    pub async fn write(&mut self, table: &str, df: DataFrame) -> Result<u64> {
+    /// Stream `df` into the table's Parquet file; returns the rows written and what the
+    /// plan spilled on the way.
+    pub async fn write(&mut self, table: &str, df: DataFrame) -> Result<Written> {
         let path = self.root.join(&self.name).join(format!("{table}.parquet"));
-        let batches = df
-            .write_parquet(
-                &path.to_string_lossy(),
-                DataFrameWriteOptions::new().with_single_file_output(true),
-                None,
-            )
+        // What `DataFrame::write_parquet` plans, run here so that the executed plan's
+        // metrics (its spills) can be read afterwards.
+        let (state, plan) = df.into_parts();
+        let plan = LogicalPlanBuilder::copy_to(
+            plan,
+            path.to_string_lossy().into_owned(),
+            format_as_file_type(Arc::new(ParquetFormatFactory::new())),
+            HashMap::from([("single_file_output".to_string(), "true".to_string())]),
+            Vec::new(),
+        )
+        .and_then(|b| b.build())
+        .map_err(|e| io(&path, e))?;
+        let df = DataFrame::new(state, plan);
+        let task = Arc::new(df.task_ctx());
+        let physical = df.create_physical_plan().await.map_err(|e| io(&path, e))?;
+        let batches = datafusion::physical_plan::collect(Arc::clone(&physical), task)
             .await
             .map_err(|e| io(&path, e))?;
         let rows = batches
@@ -152,7 +168,10 @@ impl SnapshotWriter {
             })
             .sum();
         self.manifest.tables.insert(table.to_string(), rows);
-        Ok(rows)
+        Ok(Written {
+            rows,
+            spilled: Spilled::of(physical.as_ref()),
+        })
     }
 
     /// Write the manifest, point `CURRENT` at this set, and remove sets older than the
@@ -182,6 +201,127 @@ impl SnapshotWriter {
             dir,
             manifest: self.manifest,
         })
+    }
+}
+
+/// What [`SnapshotWriter::write`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Rows written to the table's file.
+    pub rows: u64,
+    /// What the table's plan spilled to the temp dir while computing them.
+    pub spilled: Spilled,
+}
+
+/// What one table's load plan spilled to the temp dir (sums over its operators, from their
+/// metrics): zero files when every merge fitted in the load's memory pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spilled {
+    /// Spill files written.
+    pub files: usize,
+    /// Rows written to them.
+    pub rows: usize,
+    /// Bytes written to them.
+    pub bytes: usize,
+}
+
+impl Spilled {
+    /// The spills of an executed plan and all its inputs.
+    fn of(plan: &dyn ExecutionPlan) -> Self {
+        let mut total = plan.children().into_iter().fold(Self::default(), |t, c| {
+            let s = Self::of(c.as_ref());
+            Self {
+                files: t.files + s.files,
+                rows: t.rows + s.rows,
+                bytes: t.bytes + s.bytes,
+            }
+        });
+        if let Some(m) = plan.metrics() {
+            total.files += m.spill_count().unwrap_or(0);
+            total.rows += m.spilled_rows().unwrap_or(0);
+            total.bytes += m.spilled_bytes().unwrap_or(0);
+        }
+        total
+    }
+}
+
+/// The memory pool a load's plans run in.
+///
+/// The merges (aggregates, sorts, repartitions: the consumers that can spill) share
+/// `merge_bytes` fairly, as in a [`FairSpillPool`], and spill beyond their share. The
+/// Parquet writer's buffers cannot spill: in one pool with the merges, a merge that has
+/// taken its share leaves the writer nothing, and the load fails or not depending on how
+/// the plans' partitions happen to interleave. They are therefore accounted apart
+/// ([`MemoryPool::reserved`] includes them) and never refused; what they hold is bounded by
+/// the snapshot's row groups, not by the data (at most one row group per file is buffered).
+#[derive(Debug)]
+pub struct LoadMemoryPool {
+    merges: FairSpillPool,
+    writer: UnboundedMemoryPool,
+}
+
+impl LoadMemoryPool {
+    /// A pool in which the merges may hold `merge_bytes`.
+    pub fn new(merge_bytes: usize) -> Self {
+        Self {
+            merges: FairSpillPool::new(merge_bytes),
+            writer: UnboundedMemoryPool::default(),
+        }
+    }
+
+    /// The pool that accounts `consumer`: DataFusion's Parquet sink names every
+    /// reservation it makes `ParquetSink…`.
+    fn of(&self, consumer: &MemoryConsumer) -> &dyn MemoryPool {
+        if consumer.name().starts_with("ParquetSink") {
+            &self.writer
+        } else {
+            &self.merges
+        }
+    }
+
+    /// Bytes the snapshot writer holds now.
+    pub fn writer_reserved(&self) -> usize {
+        self.writer.reserved()
+    }
+}
+
+impl std::fmt::Display for LoadMemoryPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "load(merges: {}, writer: accounted apart)", self.merges)
+    }
+}
+
+impl MemoryPool for LoadMemoryPool {
+    fn name(&self) -> &str {
+        "load"
+    }
+    fn register(&self, consumer: &MemoryConsumer) {
+        self.of(consumer).register(consumer)
+    }
+    fn unregister(&self, consumer: &MemoryConsumer) {
+        self.of(consumer).unregister(consumer)
+    }
+    fn grow(&self, reservation: &MemoryReservation, additional: usize) {
+        self.of(reservation.consumer())
+            .grow(reservation, additional)
+    }
+    fn shrink(&self, reservation: &MemoryReservation, shrink: usize) {
+        self.of(reservation.consumer()).shrink(reservation, shrink)
+    }
+    fn try_grow(
+        &self,
+        reservation: &MemoryReservation,
+        additional: usize,
+    ) -> datafusion::error::Result<()> {
+        self.of(reservation.consumer())
+            .try_grow(reservation, additional)
+    }
+    fn reserved(&self) -> usize {
+        self.merges.reserved() + self.writer.reserved()
+    }
+    fn memory_limit(&self) -> MemoryLimit {
+        // The limit the merges are held to; the writer is bounded by its row groups.
+        self.merges.memory_limit()
     }
 }
 
@@ -302,4 +442,36 @@ fn listing(file: &Path, schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
     Ok(Arc::new(
         ListingTable::try_new(config).map_err(|e| io(file, e))?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merge_holding_the_whole_pool_does_not_starve_the_snapshot_writer() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(LoadMemoryPool::new(1000));
+        let merge = MemoryConsumer::new("GroupedHashAggregateStream[0]")
+            .with_can_spill(true)
+            .register(&pool);
+        merge.try_grow(1000).unwrap();
+        // Beyond the pool the merge is refused (and spills) …
+        assert!(merge.try_grow(1).is_err());
+        // … and so is any other consumer that cannot spill, as in a FairSpillPool …
+        let other = MemoryConsumer::new("HashJoinInput").register(&pool);
+        assert!(other.try_grow(1).is_err());
+        // … but the Parquet writer's buffers are accounted apart and always granted.
+        let writer = MemoryConsumer::new("ParquetSink(ArrowColumnWriter)").register(&pool);
+        writer.try_grow(5000).unwrap();
+        let load = pool.downcast_ref::<LoadMemoryPool>().unwrap();
+        assert_eq!(load.writer_reserved(), 5000);
+        assert_eq!(pool.reserved(), 6000);
+        // Freeing the writer gives nothing to the merges: their share is their own.
+        drop(writer);
+        assert_eq!(pool.reserved(), 1000);
+        assert!(merge.try_grow(1).is_err());
+        drop(merge);
+        assert_eq!(pool.reserved(), 0);
+        other.try_grow(1000).unwrap();
+    }
 }
