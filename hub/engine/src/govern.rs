@@ -1114,7 +1114,7 @@ pub(crate) fn query_record(
         outcome,
         message,
         duration_ms: Some(started.elapsed().as_millis() as u64),
-        person_ids_truncated,
+        person_ids,
         started_seq: None,
         person_ids_truncated,
     }
