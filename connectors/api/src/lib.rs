@@ -94,9 +94,10 @@ pub struct RefreshReport {
 /// name and the schema of the rebuilt table before anything is renamed into place. `Err` says
 /// why not (e.g. a column the mapping reads is missing), and the previous cache is kept.
 #[derive(Clone)]
-pub struct CacheCheck(
-    Arc<dyn Fn(&str, &SchemaRef) -> std::result::Result<(), String> + Send + Sync>,
-);
+pub struct CacheCheck(Arc<CheckFn>);
+
+/// The function behind a [`CacheCheck`].
+type CheckFn = dyn Fn(&str, &SchemaRef) -> std::result::Result<(), String> + Send + Sync;
 
 impl CacheCheck {
     pub fn new(
