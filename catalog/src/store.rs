@@ -35,7 +35,7 @@ pub struct SourceRecord {
     pub kind: String,
     pub label: Option<String>,
     pub location: String,
-    /// `ok` or `unavailable: <reason>`.
+    /// `ok` or `broken: <reason>` with what is served of it.
     pub health: String,
     pub materialised: bool,
     /// Microseconds since the epoch (UTC) of the last cache rebuild, for materialised sources.
@@ -87,6 +87,20 @@ pub struct SharedTableCount {
     pub loaded_at: i64,
 }
 
+/// The last failed refresh of a materialised source, kept until a refresh succeeds: its cache
+/// still holds the data of the last good refresh, so without this record nothing would say
+/// the source is behind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshFailure {
+    pub source: String,
+    /// Why the refresh failed, as one sentence.
+    pub reason: String,
+    /// For schema drift: the columns missing and added (`missing: …; added: …`).
+    pub drift: Option<String>,
+    /// Microseconds since the epoch (UTC) of the first failure since the last good refresh.
+    pub since: i64,
+}
+
 /// The catalog database.
 #[derive(Debug)]
 pub struct CatalogStore {
@@ -112,6 +126,8 @@ CREATE TABLE IF NOT EXISTS load_stats (
     source TEXT NOT NULL, source_table TEXT NOT NULL, target_table TEXT NOT NULL,
     accepted INTEGER NOT NULL, rejected INTEGER NOT NULL, loaded_at INTEGER NOT NULL,
     PRIMARY KEY (source, source_table, target_table));
+CREATE TABLE IF NOT EXISTS refresh_failures (
+    source TEXT PRIMARY KEY, reason TEXT NOT NULL, drift TEXT, since INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS shared_counts (
     table_name TEXT PRIMARY KEY, rows INTEGER NOT NULL, sources TEXT NOT NULL,
     loaded_at INTEGER NOT NULL);
@@ -218,6 +234,7 @@ impl CatalogStore {
                 tx.execute("DELETE FROM sources WHERE name = ?1", [name])?;
                 tx.execute("DELETE FROM source_tables WHERE source = ?1", [name])?;
                 tx.execute("DELETE FROM load_stats WHERE source = ?1", [name])?;
+                tx.execute("DELETE FROM refresh_failures WHERE source = ?1", [name])?;
             }
             tx.commit()
         })
@@ -239,6 +256,44 @@ impl CatalogStore {
                     materialised: r.get(5)?,
                     last_refresh: r.get(6)?,
                     last_load: r.get(7)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Record that a refresh of `f.source` failed (an earlier failure keeps its `since`).
+    pub fn record_refresh_failure(&self, f: &RefreshFailure) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO refresh_failures VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(source) DO UPDATE SET reason = ?2, drift = ?3",
+                params![f.source, f.reason, f.drift, f.since],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Forget the failed refresh of a source (its refresh succeeded).
+    pub fn clear_refresh_failure(&self, source: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM refresh_failures WHERE source = ?1", [source])
+                .map(|_| ())
+        })
+    }
+
+    /// Sources whose last refresh failed.
+    pub fn refresh_failures(&self) -> Result<Vec<RefreshFailure>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT source, reason, drift, since FROM refresh_failures ORDER BY source",
+            )?;
+            st.query_map([], |r| {
+                Ok(RefreshFailure {
+                    source: r.get(0)?,
+                    reason: r.get(1)?,
+                    drift: r.get(2)?,
+                    since: r.get(3)?,
                 })
             })?
             .collect()
@@ -417,6 +472,33 @@ impl CatalogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refresh_failure_keeps_its_first_time_until_cleared() {
+        let dir = tempfile_dir("failures");
+        let store = CatalogStore::open(&dir.join("catalog.db")).unwrap();
+        let failure = |reason: &str, since| RefreshFailure {
+            source: "property_a".into(),
+            reason: reason.into(),
+            drift: Some("missing: 证件号码".into()),
+            since,
+        };
+        store.record_refresh_failure(&failure("first", 10)).unwrap();
+        store
+            .record_refresh_failure(&failure("second", 20))
+            .unwrap();
+        assert_eq!(store.refresh_failures().unwrap(), [failure("second", 10)]);
+        store.clear_refresh_failure("property_a").unwrap();
+        assert!(store.refresh_failures().unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir(what: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("gridhub-catalog-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
 
     #[test]
     fn survives_reopen() {

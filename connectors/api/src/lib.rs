@@ -9,7 +9,9 @@
 //! Sources that DataFusion can read in place (Parquet, UTF-8 CSV, SQLite) are queried in
 //! place, so filters and projections reach the source scan. Sources it cannot read in
 //! place (GBK text, xlsx workbooks) are *materialised* into a Parquet cache under the
-//! context's cache directory; [`Connector::refresh`] rebuilds that cache explicitly.
+//! context's cache directory; [`Connector::refresh`] rebuilds that cache explicitly. A
+//! rebuilt cache replaces the previous one only once it is complete and accepted by the
+//! context's [`CacheCheck`] (the hub checks that its mappings still fit).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 
 /// Name of the column a materialising connector adds to every table: the 1-based line or
@@ -87,6 +90,34 @@ pub struct RefreshReport {
     pub tables: Vec<(String, u64)>,
 }
 
+/// Decides whether a rebuilt table may replace its materialised cache: called with the table
+/// name and the schema of the rebuilt table before anything is renamed into place. `Err` says
+/// why not (e.g. a column the mapping reads is missing), and the previous cache is kept.
+#[derive(Clone)]
+pub struct CacheCheck(Arc<CheckFn>);
+
+/// The function behind a [`CacheCheck`].
+type CheckFn = dyn Fn(&str, &SchemaRef) -> std::result::Result<(), String> + Send + Sync;
+
+impl CacheCheck {
+    pub fn new(
+        check: impl Fn(&str, &SchemaRef) -> std::result::Result<(), String> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(check))
+    }
+
+    /// Whether `table` rebuilt with `schema` may replace its cache.
+    pub fn check(&self, table: &str, schema: &SchemaRef) -> std::result::Result<(), String> {
+        (self.0)(table, schema)
+    }
+}
+
+impl fmt::Debug for CacheCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CacheCheck")
+    }
+}
+
 /// Everything a connector factory gets to build one source.
 #[derive(Debug, Clone)]
 pub struct ConnectorContext {
@@ -98,6 +129,9 @@ pub struct ConnectorContext {
     pub cache_dir: PathBuf,
     /// The source's options from the hub config: everything in its `[[sources]]` entry.
     pub options: toml::Table,
+    /// Checks every rebuilt cache table before it replaces the previous one (none: any
+    /// readable table is accepted).
+    pub cache_check: Option<CacheCheck>,
 }
 
 impl ConnectorContext {
@@ -126,6 +160,14 @@ impl ConnectorContext {
             source_name: self.source_name.clone(),
             path: path.display().to_string(),
             message: err.to_string(),
+        }
+    }
+
+    /// Whether a rebuilt table may replace its cache ([`ConnectorContext::cache_check`]).
+    pub fn check_cache(&self, table: &str, schema: &SchemaRef) -> std::result::Result<(), String> {
+        match &self.cache_check {
+            Some(check) => check.check(table, schema),
+            None => Ok(()),
         }
     }
 
@@ -160,7 +202,10 @@ pub trait Connector: Send + Sync + fmt::Debug {
         false
     }
 
-    /// Rebuild the materialised cache from the source (no-op for in-place sources).
+    /// Rebuild the materialised cache from the source (no-op for in-place sources). Every
+    /// table is rebuilt into a temporary file and checked (readable to the end, accepted by
+    /// [`ConnectorContext::cache_check`]); only when all of them are does any replace its
+    /// cache, so a failed refresh leaves the previous cache as it was.
     async fn refresh(&self) -> Result<RefreshReport> {
         Ok(RefreshReport::default())
     }

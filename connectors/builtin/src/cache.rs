@@ -2,7 +2,9 @@
 //!
 //! Every table is one Parquet file `<cache_dir>/<table>.parquet`, written to a temporary file
 //! in the same directory and renamed over the old one, so readers never see a half-written
-//! cache. The file's key-value metadata carries a fingerprint of the options it was built
+//! cache. A refresh stages every table of a source this way and renames them only when all of
+//! them are complete ([`StagedFile`]); leftovers of an interrupted build are removed by
+//! [`remove_leftovers`] when the hub opens. The file's key-value metadata carries a fingerprint of the options it was built
 //! with; a cache built with other options (another encoding, header row, …) counts as absent.
 
 use std::fs::File;
@@ -81,6 +83,8 @@ pub(crate) enum BuildError {
     Source(String),
     /// The cache file cannot be written (the message names it).
     Cache(String),
+    /// The table was read but the cache check refused it (the message says why).
+    Rejected(String),
 }
 
 impl From<String> for BuildError {
@@ -107,6 +111,10 @@ impl BuildError {
             BuildError::Source(message) => ctx.io_error(source_file, message),
             BuildError::Cache(message) => ctx.error(format!(
                 "table '{table}': cannot write the cache: {message}"
+            )),
+            BuildError::Rejected(message) => ctx.error(format!(
+                "table '{table}' ({}) no longer fits: {message}; the previous cache is kept",
+                source_file.display()
             )),
         }
     }
@@ -188,8 +196,9 @@ impl CacheWriter {
         Ok(())
     }
 
-    /// Closes the Parquet file, syncs it and renames it over the cache file. Returns the rows.
-    pub(crate) fn finish(mut self) -> Result<u64, BuildError> {
+    /// Closes and syncs the temporary file without replacing the cache: the caller commits
+    /// it once every table of the source is staged (or drops it, keeping the old cache).
+    pub(crate) fn stage(mut self) -> Result<StagedFile, BuildError> {
         let writer = self.writer.take().expect("writer is open until finish");
         let tmp = self.tmp_path.display().to_string();
         let cache_err =
@@ -198,19 +207,114 @@ impl CacheWriter {
         let file = buffered.into_inner().map_err(|e| cache_err(e.error()))?;
         file.sync_all().map_err(|e| cache_err(&e))?;
         drop(file);
+        Ok(StagedFile {
+            tmp_path: std::mem::take(&mut self.tmp_path),
+            final_path: self.final_path.clone(),
+            rows: self.rows,
+            committed: false,
+        })
+    }
+}
+
+/// A complete, synced cache file under its temporary name. [`StagedFile::commit`] renames it
+/// over the cache; dropped uncommitted, it is removed and the previous cache stays.
+#[derive(Debug)]
+pub(crate) struct StagedFile {
+    tmp_path: PathBuf,
+    final_path: PathBuf,
+    /// Rows written.
+    pub(crate) rows: u64,
+    committed: bool,
+}
+
+impl StagedFile {
+    /// Renames the file over the cache file (atomic on one file system). Returns the rows.
+    pub(crate) fn commit(mut self) -> Result<u64, BuildError> {
         std::fs::rename(&self.tmp_path, &self.final_path).map_err(|e| {
             BuildError::Cache(format!(
-                "cannot rename {tmp} to {}: {e}",
+                "cannot rename {} to {}: {e}",
+                self.tmp_path.display(),
                 self.final_path.display()
             ))
         })?;
+        self.committed = true;
         Ok(self.rows)
     }
 }
 
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.tmp_path);
+        }
+    }
+}
+
+/// Renames every staged file over its cache file, in order; returns (table, rows).
+pub(crate) fn commit_all(staged: Vec<(String, StagedFile)>) -> Result<Vec<(String, u64)>, String> {
+    let mut out = Vec::with_capacity(staged.len());
+    for (table, file) in staged {
+        match file.commit() {
+            Ok(rows) => out.push((table, rows)),
+            Err(BuildError::Cache(m) | BuildError::Source(m) | BuildError::Rejected(m)) => {
+                return Err(format!(
+                    "table '{table}': cannot put the rebuilt cache in place: {m}"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether a process with this id runs now (`None` when it cannot be told).
+fn process_alive(pid: u32) -> Option<bool> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return None;
+    }
+    Some(pid != 0 && proc.join(pid.to_string()).exists())
+}
+
+/// Removes what interrupted cache builds left in `cache_dir`: temporary files
+/// (`.<table>.parquet.<pid>.<nanos>.tmp`) whose writing process no longer runs (where that
+/// cannot be told, those older than an hour). Returns the files removed. A missing
+/// directory is not an error.
+pub(crate) fn remove_leftovers(cache_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(cache_dir) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with('.') && name.ends_with(".tmp")) {
+            continue;
+        }
+        let parts: Vec<&str> = name.split('.').collect();
+        let pid = parts
+            .len()
+            .checked_sub(3)
+            .and_then(|i| parts[i].parse::<u32>().ok());
+        let stale = match pid.and_then(process_alive) {
+            Some(alive) => !alive,
+            None => entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_none_or(|age| age > std::time::Duration::from_secs(3600)),
+        };
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            tracing::info!(file = %entry.path().display(), "removed the leftover of an interrupted cache build");
+            removed.push(entry.path());
+        }
+    }
+    removed
+}
+
 impl Drop for CacheWriter {
     fn drop(&mut self) {
-        if self.writer.is_some() || self.tmp_path.exists() {
+        // After `stage` the temporary file belongs to the StagedFile (the path is emptied).
+        if !self.tmp_path.as_os_str().is_empty() {
             self.writer = None;
             let _ = std::fs::remove_file(&self.tmp_path);
         }

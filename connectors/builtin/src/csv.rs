@@ -26,7 +26,9 @@
 //! [`ROW_NUMBER_COLUMN`] column and written to `<cache_dir>/<table>.parquet`, which is then
 //! served by DataFusion's Parquet listing table. `_row` is the physical line a record starts
 //! on (header = 1, first data row = 2); blank lines and line breaks inside quoted fields are
-//! counted, so `_row` is what a text editor shows. Decoding, parsing and Parquet encoding are
+//! counted, so `_row` is what a text editor shows. A rebuilt table replaces its cache only
+//! once the whole file has been read and the context's cache check accepts its columns; a
+//! refresh stages every table of the source before renaming any. Decoding, parsing and Parquet encoding are
 //! streamed in batches; the Parquet encoder runs on its own thread.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -54,7 +56,7 @@ use gridhub_connector::{
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::cache::{self, BuildError, CacheWriter};
+use crate::cache::{self, BuildError, CacheWriter, StagedFile};
 use crate::common::{
     blocking, check_readable_file, column_names, file_tables, files_health, files_location,
     invalid_options, single_file_listing_table, unknown_table,
@@ -259,8 +261,8 @@ impl CsvConnector {
             .map_err(|e| self.ctx.io_error(path, e))
     }
 
-    /// Builds one table's cache file; returns the rows written.
-    async fn build_cache(&self, table: &str, path: &Path) -> Result<u64> {
+    /// Builds one table's cache into a staged file (renamed into place by the caller).
+    async fn build_cache(&self, table: &str, path: &Path) -> Result<StagedFile> {
         let ctx = self.ctx.clone();
         let job = MaterialiseJob {
             table: table.to_string(),
@@ -268,22 +270,23 @@ impl CsvConnector {
             target: self.cache_path(table),
             fingerprint: self.settings.fingerprint(path),
             settings: self.settings,
+            ctx: self.ctx.clone(),
         };
         blocking(&self.ctx, move || {
             check_readable_file(&ctx, &job.source)?;
             let started = std::time::Instant::now();
-            let rows = job
+            let staged = job
                 .run()
                 .map_err(|e| e.into_connector_error(&ctx, &job.source, &job.table))?;
             tracing::info!(
                 source = %ctx.source_name,
                 file = %job.source.display(),
                 cache = %job.target.display(),
-                rows,
+                rows = staged.rows,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "materialised CSV"
             );
-            Ok(rows)
+            Ok(staged)
         })
         .await
     }
@@ -294,7 +297,10 @@ impl CsvConnector {
         {
             let _guard = self.build_lock.lock().await;
             if !cache::is_current(&target, &fingerprint) {
-                self.build_cache(table, path).await?;
+                let staged = self.build_cache(table, path).await?;
+                staged
+                    .commit()
+                    .map_err(|e| e.into_connector_error(&self.ctx, path, table))?;
             } else if newer_than(path, &target) {
                 tracing::warn!(
                     source = %self.ctx.source_name,
@@ -360,10 +366,13 @@ impl Connector for CsvConnector {
             return Ok(report);
         }
         let _guard = self.build_lock.lock().await;
+        // Every table is staged first; only when all are complete and accepted does any
+        // replace its cache.
+        let mut staged = Vec::with_capacity(self.tables.len());
         for (table, path) in &self.tables {
-            let rows = self.build_cache(table, path).await?;
-            report.tables.push((table.clone(), rows));
+            staged.push((table.clone(), self.build_cache(table, path).await?));
         }
+        report.tables = cache::commit_all(staged).map_err(|e| self.ctx.error(e))?;
         Ok(report)
     }
 
@@ -438,10 +447,13 @@ struct MaterialiseJob {
     target: PathBuf,
     fingerprint: String,
     settings: CsvSettings,
+    /// The source's context: its cache check decides whether the rebuilt table may be used.
+    ctx: ConnectorContext,
 }
 
 impl MaterialiseJob {
-    fn run(&self) -> std::result::Result<u64, BuildError> {
+    /// Decodes, parses and writes the whole file into a staged cache file (not yet in place).
+    fn run(&self) -> std::result::Result<StagedFile, BuildError> {
         let mut file = File::open(&self.source).map_err(|e| e.to_string())?;
         // `new_decoder` sniffs a byte order mark: a UTF-8 or UTF-16 BOM overrides the
         // configured encoding (the file then certainly is not GBK) and is removed.
@@ -528,7 +540,7 @@ struct Pipeline {
     schema: SchemaRef,
     header: bool,
     sender: Option<SyncSender<WriterMsg>>,
-    writer: Option<JoinHandle<std::result::Result<u64, BuildError>>>,
+    writer: Option<JoinHandle<std::result::Result<StagedFile, BuildError>>>,
 }
 
 impl Pipeline {
@@ -541,6 +553,11 @@ impl Pipeline {
         let mut all_fields = text_fields;
         all_fields.push(Field::new(ROW_NUMBER_COLUMN, DataType::Int64, false));
         let schema = Arc::new(Schema::new(all_fields));
+        // Checked before a single row is parsed: a header that no longer fits the mapping
+        // fails at once, and the previous cache stays.
+        job.ctx
+            .check_cache(&job.table, &schema)
+            .map_err(BuildError::Rejected)?;
         let decoder = ReaderBuilder::new(csv_schema)
             .with_header(job.settings.header)
             .with_delimiter(job.settings.delimiter)
@@ -556,7 +573,7 @@ impl Pipeline {
                 for msg in receiver {
                     match msg {
                         WriterMsg::Batch(batch) => writer.write(&batch)?,
-                        WriterMsg::Finish => return writer.finish(),
+                        WriterMsg::Finish => return writer.stage(),
                     }
                 }
                 // Aborted: dropping the writer removes its temporary file.
@@ -648,7 +665,7 @@ impl Pipeline {
         Ok(())
     }
 
-    fn join_writer(&mut self) -> std::result::Result<u64, BuildError> {
+    fn join_writer(&mut self) -> std::result::Result<StagedFile, BuildError> {
         self.sender = None;
         match self.writer.take() {
             Some(handle) => handle
@@ -660,8 +677,8 @@ impl Pipeline {
         }
     }
 
-    /// Closes the writer and renames the cache file into place.
-    fn close(mut self) -> std::result::Result<u64, BuildError> {
+    /// Closes the writer; the cache file is staged, not yet in place.
+    fn close(mut self) -> std::result::Result<StagedFile, BuildError> {
         if let Some(sender) = &self.sender {
             // A send error means the writer stopped early; joining reports why.
             let _ = sender.send(WriterMsg::Finish);

@@ -31,7 +31,9 @@
 //!
 //! * `table()` builds a table's cache when it is absent (or was built with other options)
 //!   and otherwise serves it as it is, even when the source file has changed since;
-//! * `refresh()` rebuilds every table's cache from the source;
+//! * `refresh()` rebuilds every table's cache from the source into temporary files, checks
+//!   each (read to the end, accepted by the context's `cache_check`) and only then renames
+//!   them all into place: a failed refresh leaves every previous cache file as it was;
 //! * `last_refresh()` is the modification time of the oldest cache file.
 //!
 //! A provider obtained before a refresh keeps reading the (replaced) cache file, but with
@@ -64,6 +66,20 @@ pub mod parquet;
 pub mod sqlite;
 #[cfg(feature = "xlsx")]
 pub mod xlsx;
+
+/// Removes the leftovers of interrupted cache builds (temporary files whose writer no longer
+/// runs) from a source's cache directory; returns the files removed.
+pub fn remove_cache_leftovers(cache_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    #[cfg(any(feature = "csv", feature = "xlsx"))]
+    {
+        cache::remove_leftovers(cache_dir)
+    }
+    #[cfg(not(any(feature = "csv", feature = "xlsx")))]
+    {
+        let _ = cache_dir;
+        Vec::new()
+    }
+}
 
 /// A registry with every connector kind enabled by cargo features, by kind name.
 pub fn builtin_registry() -> ConnectorRegistry {

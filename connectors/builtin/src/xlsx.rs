@@ -44,7 +44,7 @@ use gridhub_connector::{
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::cache::{self, BuildError, CacheWriter};
+use crate::cache::{self, BuildError, CacheWriter, StagedFile};
 use crate::common::{blocking, check_readable_file, column_names, invalid_options, unknown_table};
 
 /// The connector kind name.
@@ -160,8 +160,9 @@ impl XlsxConnector {
         Ok(map)
     }
 
-    /// Builds the cache of the given (table, sheet) pairs from one opening of the workbook.
-    async fn build(&self, jobs: Vec<(String, String)>) -> Result<Vec<(String, u64)>> {
+    /// Builds the cache of the given (table, sheet) pairs from one opening of the workbook,
+    /// each into a staged file (renamed into place by the caller).
+    async fn build(&self, jobs: Vec<(String, String)>) -> Result<Vec<(String, StagedFile)>> {
         let ctx = self.ctx.clone();
         let path = self.path.clone();
         let header_row = self.header_row;
@@ -191,7 +192,7 @@ impl XlsxConnector {
                     ));
                 }
                 let started = std::time::Instant::now();
-                let rows = build_sheet(&mut workbook, &job, header_row).map_err(|e| {
+                let staged = build_sheet(&ctx, &mut workbook, &job, header_row).map_err(|e| {
                     let e = match e {
                         BuildError::Source(m) => {
                             BuildError::Source(format!("sheet '{}': {m}", job.sheet))
@@ -204,11 +205,11 @@ impl XlsxConnector {
                     source = %ctx.source_name,
                     sheet = %job.sheet,
                     cache = %job.target.display(),
-                    rows,
+                    rows = staged.rows,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "materialised sheet"
                 );
-                done.push((job.table, rows));
+                done.push((job.table, staged));
             }
             Ok(done)
         })
@@ -228,12 +229,14 @@ fn open(ctx: &ConnectorContext, path: &Path) -> Result<Sheets<BufReader<File>>> 
     open_workbook_auto(path).map_err(|e| ctx.io_error(path, format!("cannot open workbook: {e}")))
 }
 
-/// Reads one sheet and writes its cache file; returns the rows written.
+/// Reads one sheet into a staged cache file; the context's cache check sees its columns
+/// before any row is written.
 fn build_sheet(
+    ctx: &ConnectorContext,
     workbook: &mut Sheets<BufReader<File>>,
     job: &SheetJob,
     header_row: u32,
-) -> std::result::Result<u64, BuildError> {
+) -> std::result::Result<StagedFile, BuildError> {
     let range = workbook
         .worksheet_range(&job.sheet)
         .map_err(|e| BuildError::Source(e.to_string()))?;
@@ -256,6 +259,8 @@ fn build_sheet(
         .collect();
     fields.push(Field::new(ROW_NUMBER_COLUMN, DataType::Int64, false));
     let schema: SchemaRef = Arc::new(Schema::new(fields));
+    ctx.check_cache(&job.table, &schema)
+        .map_err(BuildError::Rejected)?;
 
     let mut writer = CacheWriter::create(&job.target, schema.clone(), &job.fingerprint)?;
     let mut batch = SheetBatch::new(columns);
@@ -274,7 +279,7 @@ fn build_sheet(
     if batch.len > 0 {
         writer.write(&batch.finish(&schema)?)?;
     }
-    writer.finish()
+    writer.stage()
 }
 
 /// Column builders for one batch of sheet rows.
@@ -411,7 +416,8 @@ impl Connector for XlsxConnector {
             }
         };
         if !cache::is_current(&target, &self.fingerprint(&sheet)) {
-            self.build(vec![(name.to_string(), sheet)]).await?;
+            let staged = self.build(vec![(name.to_string(), sheet)]).await?;
+            cache::commit_all(staged).map_err(|e| self.ctx.error(e))?;
         }
         drop(guard);
         cache::provider(&target).map_err(|e| self.ctx.io_error(&target, e))
@@ -434,7 +440,10 @@ impl Connector for XlsxConnector {
     async fn refresh(&self) -> Result<RefreshReport> {
         let _guard = self.build_lock.lock().await;
         let map = self.table_map().await?;
-        let tables = self.build(map).await?;
+        // Every sheet is staged first; only when all are complete and accepted does any
+        // replace its cache.
+        let staged = self.build(map).await?;
+        let tables = cache::commit_all(staged).map_err(|e| self.ctx.error(e))?;
         Ok(RefreshReport { tables })
     }
 

@@ -197,7 +197,10 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
         }
         let map = started_map.elapsed();
-        let rows: u64 = refreshed.iter().map(|(_, n)| n).sum();
+        if let Some(failed) = refreshed.iter().find(|o| !o.is_ok()) {
+            return Err(failed.to_string());
+        }
+        let rows: u64 = refreshed.iter().filter_map(|o| o.rows()).sum();
         report.push((
             "GBK CSV: decode + parse + cache".into(),
             format!(

@@ -97,6 +97,7 @@ pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
         Format::Table,
         false,
         false,
+        None,
     )
     .await?;
 

@@ -154,11 +154,12 @@ enum Command {
         #[command(subcommand)]
         what: serve::TokenCommand,
     },
-    /// Rebuild the caches of materialised sources (all, or those named) and reload statistics
+    /// Rebuild the caches of materialised sources (all, or those named), report each source
+    /// (ok / broken: why) and reload statistics; fails if any source is broken
     Refresh {
         #[command(flatten)]
         config: ConfigArg,
-        /// Sources to refresh (default: every materialised source)
+        /// Sources to refresh (default: every source)
         sources: Vec<String>,
     },
     /// Benchmarks
@@ -281,19 +282,37 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .refresh(&sources, &bar)
                 .await
                 .map_err(|e| e.to_string())?;
+            drop(hub);
             // Reopen so every table is planned over the rebuilt caches.
             let hub = open(&config.path()).await?;
             hub.load(&bar).await.map_err(|e| e.to_string())?;
-            for (source, rows) in refreshed {
-                println!("refreshed {source}: {rows} rows");
+            for outcome in &refreshed {
+                println!("{outcome}");
             }
             catalog::show(
                 &Backend::Local(std::sync::Arc::new(hub)),
                 Format::Table,
                 false,
                 false,
+                None,
             )
-            .await
+            .await?;
+            let failed: Vec<&str> = refreshed
+                .iter()
+                .filter(|o| !o.is_ok())
+                .map(|o| o.source.as_str())
+                .collect();
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} of {} sources are broken ({}); the others were refreshed, and each \
+                     broken source keeps its previous cache",
+                    failed.len(),
+                    refreshed.len(),
+                    failed.join(", ")
+                ))
+            }
         }
         Command::Bench { what } => bench::run(what).await,
     }

@@ -223,7 +223,31 @@ pub struct SourceConfig {
     pub name: String,
     pub kind: String,
     pub label: Option<String>,
+    /// What is served of the source while it is broken (`on_error`).
+    pub on_error: OnError,
+    /// The connector's options (the `[[sources]]` entry without `on_error`).
     pub options: toml::Table,
+}
+
+/// What the hub serves of a source while it is broken (`[[sources]] on_error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Its last good data — the cache of its last good refresh, or the shared tables' last
+    /// snapshot — marked stale in the catalog (default).
+    #[default]
+    ServeStale,
+    /// Nothing: its raw tables and every shared table it feeds answer with an error naming it.
+    Refuse,
+}
+
+impl OnError {
+    /// The name as written in the config.
+    pub fn name(self) -> &'static str {
+        match self {
+            OnError::ServeStale => "serve_stale",
+            OnError::Refuse => "refuse",
+        }
+    }
 }
 
 /// The resolved hub config.
@@ -395,11 +419,28 @@ impl HubConfig {
                 return Err(err(format!("source '{name}' is defined twice")));
             }
             let kind = get("type").ok_or_else(|| err(format!("source '{name}' has no type")))?;
+            let mut options = entry;
+            let on_error = match options.remove("on_error") {
+                None => OnError::ServeStale,
+                Some(v) => match v.as_str() {
+                    Some("serve_stale") => OnError::ServeStale,
+                    Some("refuse") => OnError::Refuse,
+                    _ => {
+                        return Err(err(format!(
+                            "source '{name}': on_error = {v} is not one of \"serve_stale\", \"refuse\""
+                        )));
+                    }
+                },
+            };
             sources.push(SourceConfig {
-                label: get("label"),
+                label: options
+                    .get("label")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
                 name,
                 kind,
-                options: entry,
+                on_error,
+                options,
             });
         }
 

@@ -8,28 +8,32 @@
 //! is what queries name by default — the table's snapshot written by the last load (see
 //! [`crate::snapshot`]), or the live view while there is no valid snapshot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{MemorySchemaProvider, TableProvider};
+use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::common::TableReference;
 use datafusion::datasource::{MemTable, ViewTable};
 use datafusion::error::DataFusionError;
 use datafusion::execution::config::SessionConfig;
 use datafusion::prelude::{DataFrame, SessionContext};
 use gridhub_catalog::model::timestamp_type;
+use gridhub_catalog::store::RefreshFailure;
 use gridhub_catalog::{
     CatalogStore, LineageRecord, LoadStat, SharedTableCount, SourceRecord, SourceTableRecord,
     TableDef, shared_table, shared_tables,
 };
-use gridhub_connector::{Connector, ConnectorContext, Health};
-use gridhub_mapping::{CompiledMapping, compile, merge, rejects_columns};
+use gridhub_connector::{CacheCheck, Connector, ConnectorContext, Health};
+use gridhub_mapping::{CompiledMapping, MappingConfig, compile, merge, rejects_columns};
 
-use crate::config::HubConfig;
+use crate::config::{HubConfig, OnError};
 use crate::error::{EngineError, Result};
+use crate::fault::{
+    Drift, FaultMap, Serving, SourceFault, SourceStatus, TableFaults, needed_columns,
+};
 use crate::govern::Governance;
 use crate::snapshot::{self, LoadMemoryPool, SnapshotSet, SnapshotWriter, Spilled};
 use crate::unavailable::UnavailableTable;
@@ -67,11 +71,59 @@ pub struct SourceState {
     pub name: String,
     pub kind: String,
     pub label: Option<String>,
+    /// What is served of it while it is broken.
+    pub on_error: OnError,
     pub connector: Arc<dyn Connector>,
+    /// What the connector's own health check said.
     pub health: Health,
-    /// Raw tables registered (empty when the source is unavailable).
+    /// Raw tables registered (empty when nothing of the source is readable).
     pub tables: Vec<String>,
+    /// Ok, or broken with the reason and what is served of it.
+    pub status: SourceStatus,
 }
+
+/// How one source did in [`Hub::refresh`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefreshOutcome {
+    pub source: String,
+    /// Rows written to the rebuilt cache (`None`: the source is read in place, nothing to
+    /// rebuild), or why the source is broken (a materialised source keeps its old cache).
+    pub result: std::result::Result<Option<u64>, String>,
+    /// For schema drift: per table, `table: missing …; added …`.
+    pub drift: Vec<String>,
+}
+
+impl RefreshOutcome {
+    /// Rows written, when the cache was rebuilt.
+    pub fn rows(&self) -> Option<u64> {
+        self.result.as_ref().ok().copied().flatten()
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+impl std::fmt::Display for RefreshOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.result {
+            Ok(Some(rows)) => write!(f, "{}: ok, {rows} rows", self.source),
+            Ok(None) => write!(f, "{}: ok (read in place)", self.source),
+            Err(why) => {
+                write!(f, "{}: broken: {why}", self.source)?;
+                if !self.drift.is_empty() {
+                    write!(f, " [schema drift: {}]", self.drift.join(" | "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Columns of each raw table at the last load, by (source, table).
+type KnownColumns = BTreeMap<(String, String), Vec<String>>;
+/// Drift found by cache checks, by (source, table), until the hub reads it.
+type DriftSink = Arc<Mutex<BTreeMap<(String, String), String>>>;
 
 /// Receives progress of a long operation (the CLI shows a bar).
 pub trait Progress: Sync {
@@ -105,6 +157,10 @@ pub struct Hub {
     store: CatalogStore,
     sources: Vec<SourceState>,
     mappings: Vec<CompiledMapping>,
+    /// How broken sources affect each shared table.
+    faults: FaultMap,
+    /// Drift the cache checks found, read after a refresh.
+    drift_sink: DriftSink,
     /// The live view of each shared table and `_rejects`.
     live: BTreeMap<String, Arc<dyn TableProvider>>,
     /// The snapshot set `public.*` is served from, if any.
@@ -127,8 +183,11 @@ const SNAPSHOT_ROW_GROUP_ROWS: usize = 128 * 1024;
 
 impl Hub {
     /// Open the hub described by `config`. Materialised sources whose cache is missing are
-    /// built now. A source that cannot be read does not stop the hub: its tables, and the
-    /// shared tables it feeds, answer with an error naming it.
+    /// built now (and checked against their mappings before the cache is used). A source
+    /// that cannot be read, or no longer fits its mappings, does not stop the hub: it is
+    /// marked broken with the reason (see [`crate::fault`]), and what it feeds is served
+    /// stale or refused per its `on_error`. Leftovers of interrupted refreshes and loads are
+    /// removed first.
     pub async fn open(config: HubConfig) -> Result<Self> {
         let store = CatalogStore::open(&config.state_dir.join("catalog.db"))?;
         let mut session = SessionConfig::new()
@@ -140,11 +199,33 @@ impl Hub {
         let ctx = SessionContext::new_with_config(session);
         gridhub_normalize::register_all(&ctx, config.pseudonym_key.as_bytes());
 
+        for sc in &config.sources {
+            gridhub_connectors::remove_cache_leftovers(
+                &config.state_dir.join("cache").join(&sc.name),
+            );
+        }
+        snapshot::remove_leftovers(&config);
+
         let last_loads: BTreeMap<String, i64> = store
             .sources()?
             .into_iter()
             .filter_map(|s| s.last_load.map(|t| (s.name, t)))
             .collect();
+        // Columns of every raw table at the last load: what schema drift is measured against.
+        let mut known_columns: KnownColumns = BTreeMap::new();
+        for t in store.source_tables()? {
+            known_columns.insert(
+                (t.source.clone(), t.table.clone()),
+                t.columns.iter().map(|(n, _)| n.clone()).collect(),
+            );
+        }
+        let known_columns = Arc::new(known_columns);
+        let failures: BTreeMap<String, RefreshFailure> = store
+            .refresh_failures()?
+            .into_iter()
+            .map(|f| (f.source.clone(), f))
+            .collect();
+        let drift_sink: DriftSink = Arc::new(Mutex::new(BTreeMap::new()));
 
         let registry = gridhub_connectors::builtin_registry();
         let catalog = ctx
@@ -152,6 +233,12 @@ impl Hub {
             .expect("the default catalog is created with the session");
         let mut sources = Vec::new();
         for sc in &config.sources {
+            let source_mappings: Vec<MappingConfig> = config
+                .mappings
+                .iter()
+                .filter(|m| m.source == sc.name)
+                .cloned()
+                .collect();
             let connector = registry.build(
                 &sc.kind,
                 ConnectorContext {
@@ -159,6 +246,13 @@ impl Hub {
                     base_dir: config.base_dir(),
                     cache_dir: config.state_dir.join("cache").join(&sc.name),
                     options: sc.options.clone(),
+                    cache_check: Some(cache_check(
+                        &ctx,
+                        &sc.name,
+                        source_mappings,
+                        known_columns.clone(),
+                        drift_sink.clone(),
+                    )),
                 },
             )?;
             let schema = Arc::new(MemorySchemaProvider::new());
@@ -167,63 +261,195 @@ impl Hub {
                 .map_err(|e| EngineError::Query {
                     message: e.to_string(),
                 })?;
-            let (health, tables) = match register_source_tables(&connector, &schema).await {
-                Ok(tables) => (Health::Ok, tables),
-                Err(why) => {
-                    tracing::warn!(source = %sc.name, "source unavailable: {why}");
-                    (Health::Unavailable(why), Vec::new())
+            let health = connector.health().await;
+            // A materialised source keeps serving its cache while its files are unreadable.
+            let try_cache = connector.is_materialised() && sc.on_error == OnError::ServeStale;
+            let registered = if health.is_ok() || try_cache {
+                register_source_tables(&connector, &schema).await
+            } else {
+                Err(String::new())
+            };
+            let (tables, status) = match (&health, registered) {
+                (Health::Ok, Ok(tables)) => (tables, SourceStatus::Ok),
+                (Health::Unavailable(why), Ok(tables)) => (
+                    tables,
+                    SourceStatus::Broken(SourceFault {
+                        reason: why.clone(),
+                        drift: Vec::new(),
+                        serving: Serving::StaleCache,
+                        since: None,
+                    }),
+                ),
+                (health, Err(why)) => {
+                    let reason = match health {
+                        Health::Unavailable(h) => h.clone(),
+                        Health::Ok => why,
+                    };
+                    // Tables registered before the failure are not served.
+                    for t in schema.table_names() {
+                        let _ = datafusion::catalog::SchemaProvider::deregister_table(
+                            schema.as_ref(),
+                            &t,
+                        );
+                    }
+                    (
+                        Vec::new(),
+                        SourceStatus::Broken(SourceFault {
+                            reason,
+                            drift: take_drift(&drift_sink, &sc.name),
+                            serving: Serving::LastSnapshot,
+                            since: None,
+                        }),
+                    )
                 }
             };
+            // The cache fits, but the last refresh failed: the cache is behind its source.
+            let status = match (status, failures.get(&sc.name)) {
+                (SourceStatus::Ok, Some(f)) if connector.is_materialised() => {
+                    SourceStatus::Broken(SourceFault {
+                        reason: format!("the last refresh failed: {}", f.reason),
+                        drift: f.drift.iter().cloned().collect(),
+                        serving: Serving::StaleCache,
+                        since: Some(f.since),
+                    })
+                }
+                (SourceStatus::Broken(mut fault), Some(f)) => {
+                    fault.since = Some(f.since);
+                    SourceStatus::Broken(fault)
+                }
+                (status, _) => status,
+            };
+            if let Some(fault) = status.fault() {
+                tracing::warn!(source = %sc.name, "source broken: {fault}");
+            }
             sources.push(SourceState {
                 name: sc.name.clone(),
                 kind: sc.kind.clone(),
                 label: sc.label.clone(),
+                on_error: sc.on_error,
                 connector,
                 health,
                 tables,
+                status,
             });
         }
 
-        // Compile every mapping of an available source.
+        // Compile every mapping of a source that offers its table; a mapping that no longer
+        // fits breaks its source, not the hub.
         let mut mappings = Vec::new();
-        let mut broken: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for m in &config.mappings {
             let target = shared_table(&m.target).expect("validated with the config");
             let state = sources
-                .iter()
+                .iter_mut()
                 .find(|s| s.name == m.source)
                 .expect("validated with the config");
-            if let Health::Unavailable(why) = &state.health {
-                broken
-                    .entry(target.name)
-                    .or_default()
-                    .push(format!("source '{}' is unavailable: {why}", m.source));
-                continue;
+            if state.tables.is_empty() && !state.status.is_ok() {
+                continue; // nothing of the source is readable
             }
-            if !state.tables.contains(&m.table) {
-                return Err(EngineError::Config {
-                    path: config.path.display().to_string(),
-                    message: format!(
+            let compiled = if !state.tables.contains(&m.table) {
+                Err((
+                    format!(
                         "mapping {} names table '{}', which source '{}' does not have (tables: {})",
                         m.label(),
                         m.table,
                         m.source,
                         state.tables.join(", ")
                     ),
-                });
-            }
-            let raw = ctx
-                .table(TableReference::partial(
-                    source_schema(&m.source),
-                    m.table.as_str(),
+                    None,
                 ))
-                .await
-                .map_err(|e| EngineError::Query {
-                    message: e.to_string(),
-                })?;
-            let loaded_at = last_loads.get(&m.source).copied().or(Some(now_micros()));
-            mappings.push(compile(&ctx, raw, m, target, loaded_at)?);
+            } else {
+                let raw = ctx
+                    .table(TableReference::partial(
+                        source_schema(&m.source),
+                        m.table.as_str(),
+                    ))
+                    .await
+                    .map_err(|e| EngineError::Query {
+                        message: e.to_string(),
+                    })?;
+                let present: Vec<String> = raw
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                let loaded_at = last_loads.get(&m.source).copied().or(Some(now_micros()));
+                compile(&ctx, raw, m, target, loaded_at).map_err(|e| {
+                    let before = known_columns.get(&(m.source.clone(), m.table.clone()));
+                    let needed = needed_columns(m, before.map(Vec::as_slice).unwrap_or(&present));
+                    let drift = Drift::between(&needed, &present, before.map(Vec::as_slice));
+                    (e.to_string(), (!drift.is_empty()).then_some(drift))
+                })
+            };
+            match compiled {
+                Ok(c) => mappings.push(c),
+                Err((reason, drift)) => {
+                    tracing::warn!(source = %m.source, "mapping {} does not fit: {reason}", m.label());
+                    let fault = match &mut state.status {
+                        SourceStatus::Broken(f) => {
+                            f.reason = format!("{}; {reason}", f.reason);
+                            f
+                        }
+                        status => {
+                            *status = SourceStatus::Broken(SourceFault {
+                                reason,
+                                drift: Vec::new(),
+                                serving: Serving::LastSnapshot,
+                                since: None,
+                            });
+                            match status {
+                                SourceStatus::Broken(f) => f,
+                                SourceStatus::Ok => unreachable!("set just above"),
+                            }
+                        }
+                    };
+                    if let Some(d) = drift {
+                        fault.drift.push(format!("{}: {d}", m.table));
+                    }
+                    fault.serving = Serving::LastSnapshot;
+                }
+            }
         }
+        // `refuse`: nothing of a broken source is served, not even its raw tables.
+        for s in &mut sources {
+            if s.on_error == OnError::Refuse
+                && let SourceStatus::Broken(f) = &mut s.status
+            {
+                f.serving = Serving::Refused;
+                let schema = catalog
+                    .schema(&source_schema(&s.name))
+                    .expect("registered above");
+                for t in &s.tables {
+                    let provider = schema.table(t).await.ok().flatten();
+                    if let Some(p) = provider {
+                        let _ = schema.deregister_table(t);
+                        let _ = schema.register_table(
+                            t.clone(),
+                            Arc::new(UnavailableTable::new(
+                                p.schema(),
+                                format!(
+                                    "table {}.{t} is refused: source '{}' is broken: {}",
+                                    source_schema(&s.name),
+                                    s.name,
+                                    f.reason
+                                ),
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+        let refused: BTreeSet<String> = sources
+            .iter()
+            .filter(|s| {
+                s.status
+                    .fault()
+                    .is_some_and(|f| f.serving == Serving::Refused)
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        mappings.retain(|m| !refused.contains(&m.source));
+        let faults = table_faults(&config, &sources, &mappings);
 
         let mut hub = Self {
             config,
@@ -231,11 +457,13 @@ impl Hub {
             store,
             sources,
             mappings,
+            faults,
+            drift_sink,
             live: BTreeMap::new(),
             snapshot: Mutex::new(None),
             governance: std::sync::OnceLock::new(),
         };
-        hub.live = hub.live_tables(&broken)?;
+        hub.live = hub.live_tables()?;
         hub.register_schema(LIVE_SCHEMA)?;
         for (name, table) in &hub.live {
             hub.register(LIVE_SCHEMA, name, table.clone())?;
@@ -276,6 +504,11 @@ impl Hub {
         &self.sources
     }
 
+    /// How broken sources affect a shared table (`None`: not at all).
+    pub fn table_faults(&self, table: &str) -> Option<&TableFaults> {
+        self.faults.get(table).filter(|f| !f.is_empty())
+    }
+
     /// Policy, principals and audit log.
     pub fn governance(&self) -> &Governance {
         self.governance.get().expect("set when the hub opens")
@@ -310,7 +543,9 @@ impl Hub {
     /// rest, or everything when there is no set).
     fn serve(&self, set: Option<SnapshotSet>) -> Result<()> {
         for (name, live) in &self.live {
-            let table = match set.as_ref().and_then(|s| s.file(name)) {
+            let refused = self.faults.get(name).is_some_and(|f| !f.refused.is_empty());
+            let file = set.as_ref().and_then(|s| s.file(name)).filter(|_| !refused);
+            let table = match file {
                 Some(file) => snapshot::provider(&file, live.schema())?,
                 None => live.clone(),
             };
@@ -328,14 +563,38 @@ impl Hub {
         self.snapshot.lock().expect("snapshot lock").clone()
     }
 
-    /// The live view of every shared table and of `_rejects`.
-    fn live_tables(
-        &self,
-        broken: &BTreeMap<&str, Vec<String>>,
-    ) -> Result<BTreeMap<String, Arc<dyn TableProvider>>> {
+    /// The live view of every shared table and of `_rejects`. A table fed by a refusing
+    /// broken source, or whose every source is broken, fails with an error naming them;
+    /// otherwise it merges what its working sources (and stale caches) offer.
+    fn live_tables(&self) -> Result<BTreeMap<String, Arc<dyn TableProvider>>> {
         let mut out = BTreeMap::new();
         for def in shared_tables() {
-            let table: Arc<dyn TableProvider> = if let Some(why) = broken.get(def.name) {
+            let parts: Vec<(String, DataFrame)> = self
+                .mappings
+                .iter()
+                .filter(|m| m.target.name == def.name)
+                .map(|m| Ok((m.source.clone(), m.accepted()?)))
+                .collect::<Result<_>>()?;
+            let faults = self.faults.get(def.name);
+            let failing: Vec<&String> = match faults {
+                Some(f) if !f.refused.is_empty() => f.refused.iter().collect(),
+                Some(f) if parts.is_empty() && !f.absent.is_empty() => f.absent.iter().collect(),
+                _ => Vec::new(),
+            };
+            let table: Arc<dyn TableProvider> = if !failing.is_empty() {
+                let why: Vec<String> = failing
+                    .iter()
+                    .map(|name| {
+                        let fault = self
+                            .sources
+                            .iter()
+                            .find(|s| &&s.name == name)
+                            .and_then(|s| s.status.fault())
+                            .map(|f| f.to_string())
+                            .unwrap_or_default();
+                        format!("source '{name}' is broken: {fault}")
+                    })
+                    .collect();
                 Arc::new(UnavailableTable::new(
                     def.schema(),
                     format!(
@@ -344,19 +603,11 @@ impl Hub {
                         why.join("; ")
                     ),
                 ))
+            } else if parts.is_empty() {
+                Arc::new(empty_table(def.schema())?)
             } else {
-                let parts: Vec<(String, DataFrame)> = self
-                    .mappings
-                    .iter()
-                    .filter(|m| m.target.name == def.name)
-                    .map(|m| Ok((m.source.clone(), m.accepted()?)))
-                    .collect::<Result<_>>()?;
-                if parts.is_empty() {
-                    Arc::new(empty_table(def.schema())?)
-                } else {
-                    let merged = merge(def, &self.config.precedence(def.name), parts)?;
-                    view(merged)
-                }
+                let merged = merge(def, &self.config.precedence(def.name), parts)?;
+                view(merged)
             };
             out.insert(def.name.to_string(), table);
         }
@@ -396,12 +647,17 @@ impl Hub {
         Ok(())
     }
 
-    /// Rebuild the caches of materialised sources (all, or the named ones).
+    /// Rebuild the caches of materialised sources and report on every source (all, or the
+    /// named ones). Each source is refreshed on its own: a failure is reported for that
+    /// source (and recorded in the catalog store until a refresh succeeds, so the source
+    /// reads as broken while it serves its old cache) and the others are still refreshed.
+    /// A source read in place is reported as the hub found it when it opened. Reopen the
+    /// hub afterwards to plan over the rebuilt caches.
     pub async fn refresh(
         &self,
         only: &[String],
         progress: &dyn Progress,
-    ) -> Result<Vec<(String, u64)>> {
+    ) -> Result<Vec<RefreshOutcome>> {
         for name in only {
             if !self.sources.iter().any(|s| &s.name == name) {
                 return Err(EngineError::Config {
@@ -420,15 +676,55 @@ impl Hub {
         let chosen: Vec<&SourceState> = self
             .sources
             .iter()
-            .filter(|s| s.connector.is_materialised())
             .filter(|s| only.is_empty() || only.contains(&s.name))
             .collect();
         progress.start("refreshing sources", chosen.len() as u64);
         let mut out = Vec::new();
         for s in chosen {
             progress.step(&s.name);
-            let report = s.connector.refresh().await?;
-            out.push((s.name.clone(), report.tables.iter().map(|(_, n)| n).sum()));
+            if !s.connector.is_materialised() {
+                out.push(RefreshOutcome {
+                    source: s.name.clone(),
+                    result: match s.status.fault() {
+                        None => Ok(None),
+                        Some(f) => Err(f.reason.clone()),
+                    },
+                    drift: s
+                        .status
+                        .fault()
+                        .map(|f| f.drift.clone())
+                        .unwrap_or_default(),
+                });
+                continue;
+            }
+            take_drift(&self.drift_sink, &s.name);
+            let outcome = match s.connector.refresh().await {
+                Ok(report) => {
+                    self.store.clear_refresh_failure(&s.name)?;
+                    RefreshOutcome {
+                        source: s.name.clone(),
+                        result: Ok(Some(report.tables.iter().map(|(_, n)| n).sum())),
+                        drift: Vec::new(),
+                    }
+                }
+                Err(e) => {
+                    let drift = take_drift(&self.drift_sink, &s.name);
+                    let reason = e.to_string();
+                    tracing::warn!(source = %s.name, "refresh failed: {reason}");
+                    self.store.record_refresh_failure(&RefreshFailure {
+                        source: s.name.clone(),
+                        reason: reason.clone(),
+                        drift: (!drift.is_empty()).then(|| drift.join(" | ")),
+                        since: now_micros(),
+                    })?;
+                    RefreshOutcome {
+                        source: s.name.clone(),
+                        result: Err(reason),
+                        drift,
+                    }
+                }
+            };
+            out.push(outcome);
         }
         progress.finish();
         Ok(out)
@@ -441,7 +737,10 @@ impl Hub {
         let raw_tables: usize = self.sources.iter().map(|s| s.tables.len()).sum();
         let shared_with_sources: Vec<&TableDef> = shared_tables()
             .iter()
-            .filter(|d| self.mappings.iter().any(|m| m.target.name == d.name))
+            .filter(|d| {
+                self.mappings.iter().any(|m| m.target.name == d.name)
+                    || self.table_faults(d.name).is_some()
+            })
             .collect();
         progress.start(
             "loading",
@@ -449,8 +748,14 @@ impl Hub {
         );
 
         for s in &self.sources {
+            // A broken source keeps the tables recorded at its last good load (drift is
+            // measured against them), unless what it serves is its last good cache.
+            let current = match s.status.fault() {
+                None => true,
+                Some(f) => f.serving == Serving::StaleCache,
+            };
             let mut tables = Vec::new();
-            for t in &s.tables {
+            for t in s.tables.iter().filter(|_| current) {
                 progress.step(&format!("{}.{t}", s.name));
                 let df = self
                     .ctx
@@ -477,16 +782,18 @@ impl Hub {
                     row_count: Some(rows),
                 });
             }
-            self.store.replace_source_tables(&s.name, &tables)?;
+            if current {
+                self.store.replace_source_tables(&s.name, &tables)?;
+            }
             self.store.upsert_source(&SourceRecord {
                 name: s.name.clone(),
                 kind: s.kind.clone(),
                 label: s.label.clone(),
                 location: s.connector.location(),
-                health: s.health.to_string(),
+                health: s.status.to_string(),
                 materialised: s.connector.is_materialised(),
                 last_refresh: s.connector.last_refresh().map(micros),
-                last_load: s.health.is_ok().then_some(loaded_at),
+                last_load: s.status.is_ok().then_some(loaded_at),
             })?;
         }
         self.store.retain_sources(
@@ -526,8 +833,33 @@ impl Hub {
         let mut shared = Vec::new();
         let mut spilled = BTreeMap::new();
         let load_state = self.load_state()?;
+        let previous = self.snapshot();
         for def in shared_with_sources {
             progress.step(def.name);
+            let faults = self.faults.get(def.name);
+            if faults.is_some_and(|f| !f.refused.is_empty()) {
+                continue; // refused: neither served nor snapshotted
+            }
+            // A table a broken source is left out of keeps its last snapshot (stale, but
+            // with that source's rows) rather than being rewritten without them.
+            let kept = match (writer.as_mut(), previous.as_ref()) {
+                (Some(w), Some(prev)) if faults.is_some_and(|f| !f.absent.is_empty()) => {
+                    w.keep(def.name, prev)?
+                }
+                _ => None,
+            };
+            if let Some(rows) = kept {
+                shared.push(SharedTableCount {
+                    table: def.name.to_string(),
+                    rows,
+                    sources: self.sources_of(def.name),
+                    loaded_at,
+                });
+                continue;
+            }
+            if !self.mappings.iter().any(|m| m.target.name == def.name) {
+                continue; // every source of it is broken and there is no snapshot to keep
+            }
             let live = self
                 .ctx
                 .table(TableReference::partial(LIVE_SCHEMA, def.name))
@@ -733,10 +1065,6 @@ async fn register_source_tables(
     connector: &Arc<dyn Connector>,
     schema: &Arc<MemorySchemaProvider>,
 ) -> std::result::Result<Vec<String>, String> {
-    use datafusion::catalog::SchemaProvider;
-    if let Health::Unavailable(why) = connector.health().await {
-        return Err(why);
-    }
     let tables = connector.discover().await.map_err(|e| e.to_string())?;
     for t in &tables {
         let provider = connector.table(t).await.map_err(|e| e.to_string())?;
@@ -745,6 +1073,80 @@ async fn register_source_tables(
             .map_err(|e| e.to_string())?;
     }
     Ok(tables)
+}
+
+/// The check a rebuilt cache table of `source` must pass before it replaces the old one:
+/// every mapping of that table still compiles over the new columns. A refusal records the
+/// drift (columns missing / added) in `sink`.
+fn cache_check(
+    ctx: &SessionContext,
+    source: &str,
+    mappings: Vec<MappingConfig>,
+    known: Arc<KnownColumns>,
+    sink: DriftSink,
+) -> CacheCheck {
+    let ctx = ctx.clone();
+    let source = source.to_string();
+    CacheCheck::new(move |table, schema| {
+        let present: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        for m in mappings.iter().filter(|m| m.table == table) {
+            let target = shared_table(&m.target).expect("validated with the config");
+            let empty =
+                MemTable::try_new(schema.clone(), vec![vec![]]).map_err(|e| e.to_string())?;
+            let raw = ctx.read_table(Arc::new(empty)).map_err(|e| e.to_string())?;
+            if let Err(e) = compile(&ctx, raw, m, target, None) {
+                let before = known.get(&(source.clone(), table.to_string()));
+                let needed = needed_columns(m, before.map(Vec::as_slice).unwrap_or(&present));
+                let drift = Drift::between(&needed, &present, before.map(Vec::as_slice));
+                if !drift.is_empty() {
+                    sink.lock()
+                        .expect("drift lock")
+                        .insert((source.clone(), table.to_string()), drift.to_string());
+                }
+                return Err(e.to_string());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The drift the cache checks of `source` found (`table: …` each), taken out of the sink.
+fn take_drift(sink: &DriftSink, source: &str) -> Vec<String> {
+    let mut sink = sink.lock().expect("drift lock");
+    let keys: Vec<(String, String)> = sink.keys().filter(|(s, _)| s == source).cloned().collect();
+    keys.into_iter()
+        .filter_map(|k| sink.remove(&k).map(|d| format!("{}: {d}", k.1)))
+        .collect()
+}
+
+/// How the broken sources affect each shared table they map into.
+fn table_faults(
+    config: &HubConfig,
+    sources: &[SourceState],
+    mappings: &[CompiledMapping],
+) -> FaultMap {
+    let mut out = FaultMap::new();
+    for m in &config.mappings {
+        let Some(state) = sources.iter().find(|s| s.name == m.source) else {
+            continue;
+        };
+        let Some(fault) = state.status.fault() else {
+            continue;
+        };
+        let included = mappings.iter().any(|c| {
+            c.source == m.source && c.source_table == m.table && c.target.name == m.target
+        });
+        let entry: &mut TableFaults = out.entry(m.target.clone()).or_default();
+        match fault.serving {
+            Serving::Refused => entry.refused.insert(m.source.clone()),
+            // A mapping of a broken source that still fits reads current data, unless the
+            // source is served from its stale cache.
+            Serving::StaleCache if included => entry.stale.insert(m.source.clone()),
+            _ if included => false,
+            _ => entry.absent.insert(m.source.clone()),
+        };
+    }
+    out
 }
 
 fn view(df: DataFrame) -> Arc<dyn TableProvider> {

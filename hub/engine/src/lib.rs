@@ -14,6 +14,7 @@ mod admin;
 pub mod bounds;
 pub mod config;
 pub mod error;
+pub mod fault;
 pub mod functions;
 pub mod govern;
 pub mod guarded;
@@ -24,13 +25,14 @@ pub mod system;
 mod unavailable;
 
 pub use bounds::SqlLimits;
-pub use config::{HubConfig, ServerConfig, SourceConfig, TlsFiles};
+pub use config::{HubConfig, OnError, ServerConfig, SourceConfig, TlsFiles};
 pub use error::{EngineError, Result};
+pub use fault::{Serving, SourceFault, SourceStatus};
 pub use govern::{Governance, GovernedAnswer, GuardedTable, QueryLimits, describe_access};
 pub use gridhub_policy::Principal;
 pub use hub::{
-    Hub, LIVE_SCHEMA, LoadSummary, NoProgress, Progress, REJECTS_TABLE, SHARED_SCHEMA,
-    SYSTEM_SCHEMA, SourceState, rejects_schema, source_schema,
+    Hub, LIVE_SCHEMA, LoadSummary, NoProgress, Progress, REJECTS_TABLE, RefreshOutcome,
+    SHARED_SCHEMA, SYSTEM_SCHEMA, SourceState, rejects_schema, source_schema,
 };
 pub use stream::{GovernedStream, PreparedPlan};
 pub use system::TABLES as SYSTEM_TABLES;

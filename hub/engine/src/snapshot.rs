@@ -11,6 +11,10 @@
 //! differs ignores it. Sets are switched atomically: the new set is written to its own
 //! directory, then the `CURRENT` file is replaced (write + rename) to name it. The previous
 //! set is kept so a query still reading it is not cut off; older ones are removed.
+//! Leftovers of a load that was interrupted (a set without manifest, a temporary `CURRENT`)
+//! are removed by [`remove_leftovers`] when the hub opens. A table fed by a broken source
+//! that is left out of the live view is carried over from the previous set
+//! ([`SnapshotWriter::keep`]) instead of being rewritten without that source's rows.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -38,6 +42,8 @@ use crate::error::{EngineError, Result};
 
 const CURRENT_FILE: &str = "CURRENT";
 const MANIFEST_FILE: &str = "manifest.json";
+/// Marks a set directory being written, by the writing process: `.writing.<pid>`.
+const WRITING_PREFIX: &str = ".writing.";
 
 /// What a snapshot set holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -125,6 +131,10 @@ impl SnapshotWriter {
         let name = format!("{built_at}");
         let dir = root.join(&name);
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        // Until the manifest is written, this names the process writing the set, so that
+        // another process opening the hub does not take it for an interrupted load.
+        let marker = dir.join(format!("{WRITING_PREFIX}{}", std::process::id()));
+        std::fs::write(&marker, b"").map_err(|e| io(&marker, e))?;
         Ok(Self {
             root,
             name,
@@ -174,6 +184,22 @@ impl SnapshotWriter {
         })
     }
 
+    /// Carry a table over from `previous` (hard-linked, copied where links are not
+    /// possible) instead of writing it anew; returns its rows, or `None` when `previous`
+    /// does not hold it.
+    pub fn keep(&mut self, table: &str, previous: &SnapshotSet) -> Result<Option<u64>> {
+        let (Some(from), Some(rows)) = (previous.file(table), previous.manifest.tables.get(table))
+        else {
+            return Ok(None);
+        };
+        let to = self.root.join(&self.name).join(format!("{table}.parquet"));
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).map_err(|e| io(&to, e))?;
+        }
+        self.manifest.tables.insert(table.to_string(), *rows);
+        Ok(Some(*rows))
+    }
+
     /// Write the manifest, point `CURRENT` at this set, and remove sets older than the
     /// previous one.
     pub fn commit(self) -> Result<SnapshotSet> {
@@ -184,7 +210,10 @@ impl SnapshotWriter {
         let previous = std::fs::read_to_string(self.root.join(CURRENT_FILE))
             .ok()
             .map(|s| s.trim().to_string());
-        let tmp = self.root.join(format!("{CURRENT_FILE}.tmp"));
+        let _ = std::fs::remove_file(dir.join(format!("{WRITING_PREFIX}{}", std::process::id())));
+        let tmp = self
+            .root
+            .join(format!("{CURRENT_FILE}.{}.tmp", std::process::id()));
         std::fs::write(&tmp, &self.name).map_err(|e| io(&tmp, e))?;
         std::fs::rename(&tmp, self.root.join(CURRENT_FILE)).map_err(|e| io(&tmp, e))?;
         if let Ok(entries) = std::fs::read_dir(&self.root) {
@@ -323,6 +352,91 @@ impl MemoryPool for LoadMemoryPool {
         // The limit the merges are held to; the writer is bounded by its row groups.
         self.merges.memory_limit()
     }
+}
+
+/// Whether a process with this id runs now (`None` when it cannot be told).
+fn process_alive(pid: u32) -> Option<bool> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return None;
+    }
+    Some(pid != 0 && proc.join(pid.to_string()).exists())
+}
+
+/// Whether a leftover written by process `pid` may be removed: its writer no longer runs
+/// (where that cannot be told: it is older than an hour).
+fn abandoned(pid: Option<u32>, path: &Path) -> bool {
+    match pid.and_then(process_alive) {
+        Some(alive) => !alive,
+        None => std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age > std::time::Duration::from_secs(3600)),
+    }
+}
+
+/// Remove what interrupted loads left under the snapshot directory: temporary `CURRENT`
+/// files, set directories without a manifest whose writer no longer runs, and complete sets
+/// newer than the current one (a load killed between its manifest and `CURRENT`). The
+/// current set and the newest older one (kept for queries still reading it) stay. Returns
+/// the paths removed.
+pub fn remove_leftovers(config: &HubConfig) -> Vec<PathBuf> {
+    let root = root(config);
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Vec::new();
+    };
+    let current = std::fs::read_to_string(root.join(CURRENT_FILE))
+        .ok()
+        .map(|s| s.trim().to_string());
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_file() {
+            if let Some(rest) = name.strip_prefix(&format!("{CURRENT_FILE}.")) {
+                let pid = rest
+                    .strip_suffix(".tmp")
+                    .and_then(|p| p.parse::<u32>().ok());
+                if name.ends_with(".tmp")
+                    && abandoned(pid.or(Some(0)), &path)
+                    && std::fs::remove_file(&path).is_ok()
+                {
+                    removed.push(path);
+                }
+            }
+            continue;
+        }
+        if Some(&name) == current.as_ref() {
+            continue;
+        }
+        let complete = path.join(MANIFEST_FILE).is_file();
+        let remove = if complete {
+            // Sets are named by build time: newer than CURRENT means never made current.
+            match (
+                current.as_deref().and_then(|c| c.parse::<i64>().ok()),
+                name.parse::<i64>(),
+            ) {
+                (Some(c), Ok(n)) => n > c,
+                _ => false,
+            }
+        } else {
+            let writer = std::fs::read_dir(&path).ok().and_then(|it| {
+                it.flatten().find_map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .strip_prefix(WRITING_PREFIX)
+                        .and_then(|p| p.parse::<u32>().ok())
+                })
+            });
+            abandoned(writer.or(Some(0)), &path)
+        };
+        if remove && std::fs::remove_dir_all(&path).is_ok() {
+            tracing::info!(dir = %path.display(), "removed the leftover of an interrupted load");
+            removed.push(path);
+        }
+    }
+    removed
 }
 
 /// A table provider over one snapshot file, with the schema of the table it stands for

@@ -13,7 +13,7 @@ use crate::hub::{Hub, boolean, int64, timestamps, ts_type, utf8};
 pub const TABLES: [(&str, &str); 6] = [
     (
         "sources",
-        "configured sources: type, location, health, refresh and load times",
+        "configured sources: type, location, health (ok / broken, why, what is served), refresh and load times",
     ),
     (
         "source_tables",
@@ -21,7 +21,7 @@ pub const TABLES: [(&str, &str); 6] = [
     ),
     (
         "tables",
-        "shared tables: label, key, rows after merging, contributing sources, snapshot served",
+        "shared tables: label, key, rows after merging, contributing sources, snapshot served, broken sources",
     ),
     (
         "columns",
@@ -66,13 +66,19 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
             ("materialised", Boolean),
             ("last_refresh", ts_type()),
             ("last_load", ts_type()),
+            ("state", Utf8),
+            ("reason", Utf8),
+            ("drift", Utf8),
+            ("serving", Utf8),
+            ("broken_since", ts_type()),
+            ("on_error", Utf8),
         ],
         vec![
             utf8(live.iter().map(|s| Some(s.name.clone())).collect()),
             utf8(live.iter().map(|s| Some(s.kind.clone())).collect()),
             utf8(live.iter().map(|s| s.label.clone()).collect()),
             utf8(live.iter().map(|s| Some(s.connector.location())).collect()),
-            utf8(live.iter().map(|s| Some(s.health.to_string())).collect()),
+            utf8(live.iter().map(|s| Some(s.status.to_string())).collect()),
             boolean(
                 live.iter()
                     .map(|s| Some(s.connector.is_materialised()))
@@ -96,6 +102,44 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
                             .find(|r| r.name == s.name)
                             .and_then(|r| r.last_load)
                     })
+                    .collect(),
+            ),
+            utf8(
+                live.iter()
+                    .map(|s| Some(s.status.state().to_string()))
+                    .collect(),
+            ),
+            utf8(
+                live.iter()
+                    .map(|s| s.status.fault().map(|f| f.reason.clone()))
+                    .collect(),
+            ),
+            utf8(
+                live.iter()
+                    .map(|s| s.status.fault().and_then(|f| f.drift_text()))
+                    .collect(),
+            ),
+            utf8(
+                live.iter()
+                    .map(|s| {
+                        Some(
+                            s.status
+                                .fault()
+                                .map(|f| f.serving.name())
+                                .unwrap_or("source")
+                                .to_string(),
+                        )
+                    })
+                    .collect(),
+            ),
+            timestamps(
+                live.iter()
+                    .map(|s| s.status.fault().and_then(|f| f.since))
+                    .collect(),
+            ),
+            utf8(
+                live.iter()
+                    .map(|s| Some(s.on_error.name().to_string()))
                     .collect(),
             ),
         ],
@@ -143,6 +187,7 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
             ("loaded_at", ts_type()),
             ("served_from", Utf8),
             ("snapshot_at", ts_type()),
+            ("degraded", Utf8),
         ],
         vec![
             utf8(defs.iter().map(|d| Some(d.name.to_string())).collect()),
@@ -166,7 +211,11 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
             utf8(
                 defs.iter()
                     .map(|d| {
-                        let served = snapshot.as_ref().and_then(|s| s.file(d.name)).is_some();
+                        let refused = hub
+                            .table_faults(d.name)
+                            .is_some_and(|f| !f.refused.is_empty());
+                        let served =
+                            !refused && snapshot.as_ref().and_then(|s| s.file(d.name)).is_some();
                         Some(if served { "snapshot" } else { "live" }.to_string())
                     })
                     .collect(),
@@ -179,6 +228,11 @@ pub(crate) fn tables(hub: &Hub) -> Result<Vec<(&'static str, RecordBatch)>> {
                             .filter(|s| s.file(d.name).is_some())
                             .map(|s| s.manifest.built_at)
                     })
+                    .collect(),
+            ),
+            utf8(
+                defs.iter()
+                    .map(|d| hub.table_faults(d.name).and_then(|f| f.describe()))
                     .collect(),
             ),
         ],

@@ -467,3 +467,109 @@ async fn materialise_gbk_throughput() {
         ]]
     );
 }
+
+/// A check like the hub's: every table must keep the column `编号`.
+fn needs_id() -> gridhub_connector::CacheCheck {
+    gridhub_connector::CacheCheck::new(|table, schema| {
+        if schema.field_with_name("编号").is_ok() {
+            Ok(())
+        } else {
+            Err(format!("table {table} has no column '编号'"))
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_refresh_the_check_refuses_keeps_the_previous_cache() {
+    let env = Env::new();
+    env.write("r.csv", gbk("编号,状态\n001,绿码\n"));
+    let source = env.build_checked("csv", "s", "path = 'r.csv'\nencoding = 'gbk'", needs_id());
+    let table = source.table("r").await.unwrap();
+    let cache = env.cache_dir().join("r.parquet");
+    let before = std::fs::read(&cache).unwrap();
+
+    env.write("r.csv", gbk("证件编号,状态\n001,红码\n002,绿码\n"));
+    let err = source.refresh().await.unwrap_err().to_string();
+    assert!(
+        err.contains("source 's'")
+            && err.contains("编号")
+            && err.contains("previous cache is kept"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&cache).unwrap(),
+        before,
+        "the cache is untouched"
+    );
+    assert_eq!(
+        env.cache_files(),
+        ["r.parquet"],
+        "no temporary file is left"
+    );
+    let got = query(table, r#"SELECT "状态" FROM t"#).await;
+    assert_eq!(got, rows(&[&[Some("绿码")]]));
+
+    // Fixed, the refresh goes through.
+    env.write("r.csv", gbk("编号,状态\n001,红码\n002,绿码\n"));
+    assert_eq!(
+        source.refresh().await.unwrap().tables,
+        [("r".to_string(), 2)]
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_replaces_no_table_unless_every_table_is_good() {
+    let env = Env::new();
+    env.write("a.csv", gbk("编号,状态\n001,绿码\n"));
+    env.write("b.csv", gbk("编号,状态\n002,绿码\n"));
+    let options = "encoding = 'gbk'\ntables = { a = 'a.csv', b = 'b.csv' }";
+    let source = env.build("csv", "s", options);
+    source.refresh().await.unwrap();
+    let a_before = std::fs::read(env.cache_dir().join("a.parquet")).unwrap();
+
+    // `a` changes and is fine; `b` is no longer decodable: neither cache is replaced.
+    env.write("a.csv", gbk("编号,状态\n001,红码\n003,绿码\n"));
+    let mut bad = gbk("编号,状态\n002,");
+    bad.extend_from_slice(b"\xff\xff\n");
+    env.write("b.csv", bad);
+    let err = source.refresh().await.unwrap_err().to_string();
+    assert!(err.contains("b.csv") && err.contains("not valid"), "{err}");
+    assert_eq!(
+        std::fs::read(env.cache_dir().join("a.parquet")).unwrap(),
+        a_before,
+        "a good table is not replaced while another table of the source fails"
+    );
+    assert_eq!(env.cache_files(), ["a.parquet", "b.parquet"]);
+}
+
+#[tokio::test]
+async fn a_missing_cache_is_not_built_from_a_table_the_check_refuses() {
+    let env = Env::new();
+    env.write("r.csv", gbk("证件编号,状态\n001,绿码\n"));
+    let source = env.build_checked("csv", "s", "path = 'r.csv'\nencoding = 'gbk'", needs_id());
+    let err = source.table("r").await.unwrap_err().to_string();
+    assert!(err.contains("no column '编号'"), "{err}");
+    assert!(env.cache_files().is_empty(), "{:?}", env.cache_files());
+}
+
+#[tokio::test]
+async fn leftovers_of_interrupted_builds_are_removed() {
+    let env = Env::new();
+    env.write("r.csv", gbk("编号,状态\n001,绿码\n"));
+    let source = env.build("csv", "s", "path = 'r.csv'\nencoding = 'gbk'");
+    source.refresh().await.unwrap();
+    // What a writer killed before its rename leaves (pid 0 never runs), and one of a
+    // running writer (this process), which must stay.
+    env.write("cache/.r.parquet.0.17.tmp", b"PAR1 half written");
+    let running = format!("cache/.r.parquet.{}.18.tmp", std::process::id());
+    env.write(&running, b"PAR1 being written");
+    let removed = gridhub_connectors::remove_cache_leftovers(&env.cache_dir());
+    assert_eq!(removed, [env.cache_dir().join(".r.parquet.0.17.tmp")]);
+    assert_eq!(
+        env.cache_files(),
+        [
+            format!(".r.parquet.{}.18.tmp", std::process::id()),
+            "r.parquet".to_string()
+        ]
+    );
+}

@@ -53,6 +53,7 @@ impl Env {
             source_name: name.to_string(),
             base_dir: self.base().to_path_buf(),
             cache_dir: self.cache_dir(),
+            cache_check: None,
             options: toml::from_str(options).expect("valid TOML options"),
         }
     }
@@ -62,6 +63,34 @@ impl Env {
         gridhub_connectors::builtin_registry()
             .build(kind, self.ctx(name, options))
             .unwrap_or_else(|e| panic!("build {kind} source {name}: {e}"))
+    }
+
+    /// Builds a connector whose rebuilt caches must pass `check` (as the hub's mapping check).
+    pub fn build_checked(
+        &self,
+        kind: &str,
+        name: &str,
+        options: &str,
+        check: gridhub_connector::CacheCheck,
+    ) -> Arc<dyn Connector> {
+        let mut ctx = self.ctx(name, options);
+        ctx.cache_check = Some(check);
+        gridhub_connectors::builtin_registry()
+            .build(kind, ctx)
+            .unwrap_or_else(|e| panic!("build {kind} source {name}: {e}"))
+    }
+
+    /// Files in the cache directory, sorted (temporary files included).
+    pub fn cache_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.cache_dir())
+            .map(|it| {
+                it.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
     }
 
     pub fn build_err(&self, kind: &str, name: &str, options: &str) -> ConnectorError {

@@ -240,3 +240,52 @@ async fn refresh_rebuilds_after_workbook_changes() {
         Some("诸葛亮")
     );
 }
+
+#[tokio::test]
+async fn a_renamed_header_or_a_corrupt_workbook_keeps_the_previous_cache() {
+    let env = Env::new();
+    let path = env.path("r.xlsx");
+    let write = |header: &str, name: &str| {
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet();
+        ws.set_name("名单").unwrap();
+        ws.write_string(0, 0, header).unwrap();
+        ws.write_string(1, 0, name).unwrap();
+        wb.save(&path).unwrap();
+    };
+    write("姓名", "欧阳明");
+    let check = gridhub_connector::CacheCheck::new(|_, schema| {
+        schema
+            .field_with_name("姓名")
+            .map(|_| ())
+            .map_err(|_| "no column '姓名'".to_string())
+    });
+    let source = env.build_checked("xlsx", "s", "path = 'r.xlsx'", check);
+    source.refresh().await.unwrap();
+    let cache = env.cache_dir().join("名单.parquet");
+    let before = std::fs::read(&cache).unwrap();
+
+    write("名字", "诸葛亮");
+    let err = source.refresh().await.unwrap_err().to_string();
+    assert!(
+        err.contains("no column '姓名'") && err.contains("kept"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&cache).unwrap(), before);
+
+    std::fs::write(&path, b"PK\x03\x04 not a workbook").unwrap();
+    let err = source.refresh().await.unwrap_err().to_string();
+    assert!(err.contains("r.xlsx"), "{err}");
+    assert_eq!(std::fs::read(&cache).unwrap(), before);
+    assert_eq!(
+        env.cache_files(),
+        ["名单.parquet"],
+        "no temporary file is left"
+    );
+    // The cache still answers while the workbook is unreadable.
+    let table = source.table("名单").await.unwrap();
+    assert_eq!(
+        query(table, "SELECT * FROM t").await[0][0].as_deref(),
+        Some("欧阳明")
+    );
+}
