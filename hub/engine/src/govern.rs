@@ -1114,9 +1114,9 @@ pub(crate) fn query_record(
         outcome,
         message,
         duration_ms: Some(started.elapsed().as_millis() as u64),
+        person_ids,
         person_ids_truncated,
         started_seq: None,
-        person_ids_truncated,
     }
 }
 
