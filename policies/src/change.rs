@@ -241,6 +241,10 @@ impl Found {
     }
 }
 
+/// What principals that decide alike share: roles, matching lines in the old and the new
+/// policy (area patterns left out), and the jurisdiction when the model is not area-scoped.
+type GroupKey = (Vec<String>, Vec<Vec<String>>, Vec<Vec<String>>, String);
+
 /// Every way `new` widens access compared with `old`, over the hub's `principals`, the
 /// governed tables of `known`, no purpose and each purpose, and the emergency states (see the
 /// module docs for why this space is exact). Empty when the change only narrows or changes
@@ -253,10 +257,7 @@ pub fn widenings(
     now: DateTime<Utc>,
 ) -> Vec<Widening> {
     // Group principals that decide alike in both policies.
-    let mut groups: BTreeMap<
-        (Vec<String>, Vec<Vec<String>>, Vec<Vec<String>>, String),
-        Vec<&Principal>,
-    > = BTreeMap::new();
+    let mut groups: BTreeMap<GroupKey, Vec<&Principal>> = BTreeMap::new();
     for p in principals {
         let (before, after) = (signature(old, p), signature(new, p));
         if before == after {
