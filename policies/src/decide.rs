@@ -442,6 +442,11 @@ impl Policy {
         &self.text
     }
 
+    /// The validated lines, in policy order.
+    pub(crate) fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
     /// Whether each jurisdiction gets an enforcer holding only its lines (the model requires
     /// `keyMatch(r.area, p.area)`); otherwise one enforcer holds every line.
     pub fn is_area_scoped(&self) -> bool {

@@ -11,6 +11,8 @@ pub enum Location {
     Model,
     /// A principal of the hub configuration, by id.
     Principal(String),
+    /// The policy as a whole (what it leaves possible, not one line).
+    Policy,
 }
 
 impl fmt::Display for Location {
@@ -19,6 +21,7 @@ impl fmt::Display for Location {
             Location::Line(n) => write!(f, "line {n}"),
             Location::Model => f.write_str("model"),
             Location::Principal(id) => write!(f, "principal '{id}'"),
+            Location::Policy => f.write_str("policy"),
         }
     }
 }
@@ -65,6 +68,12 @@ pub enum PolicyError {
     /// An emergency that cannot be declared or ended as asked.
     #[error("emergency: {0}")]
     Emergency(String),
+    /// `policy approve` / `policy reject` of an id the store does not have.
+    #[error("unknown policy proposal {0} (see `gridhub policy proposals`)")]
+    UnknownProposal(i64),
+    /// A proposal that cannot be approved or rejected as asked.
+    #[error("policy proposal: {0}")]
+    Proposal(String),
 }
 
 impl PolicyError {

@@ -9,11 +9,15 @@
 //!   and how each column may be read ([`TableDecision`]); the engine compiles that into its
 //!   plans (row filter by admin-code prefix, mask functions, absent denied columns).
 //!   Decisions are cached: Casbin scans every policy line on every call.
-//! - [`PolicyStore`] keeps policy versions (apply, history, rollback) and declared
-//!   [`Emergency`]s in SQLite.
+//! - [`PolicyStore`] keeps policy versions (apply, history, rollback), [`Proposal`]s (changes
+//!   that widen access, waiting for a second officer) and declared [`Emergency`]s in SQLite.
+//! - [`widenings`] compares two compiled policies over the hub's principals, tables, purposes
+//!   and emergency states: what a change would open; [`Policy::administration_problems`] says
+//!   whether a policy would lock the hub's administration out.
 //!
 //! There is no DataFusion here: this crate decides, the engine enforces.
 
+mod change;
 mod decide;
 mod emergency;
 mod error;
@@ -24,12 +28,13 @@ pub mod synthetic;
 
 use serde::{Deserialize, Serialize};
 
+pub use change::{ADMINISTRATION, Widening, summarize, widenings};
 pub use decide::{Access, ColumnDecision, Policy, RowAccess, TableDecision};
 pub use emergency::Emergency;
 pub use error::{Location, PolicyError, Problem, Result};
 pub use known::{ColumnInfo, Known, REJECTS, TableInfo, TableKind};
 pub use parse::count_lines;
-pub use store::{PolicyStore, PolicyVersion};
+pub use store::{NewProposal, PolicyChange, PolicyStore, PolicyVersion, Proposal, ProposalState};
 
 /// The Casbin model (`policies/model.conf`).
 pub const DEFAULT_MODEL: &str = include_str!("../model.conf");

@@ -4,6 +4,11 @@
 //!
 //! The active policy is the newest version. A rollback re-applies an older version's text as
 //! a new version, so history only grows and always says who changed what, when.
+//!
+//! A change that widens access is not applied but kept as a [`Proposal`]: pending until a
+//! second officer approves it (then it becomes a version, atomically) or it is rejected. A
+//! widening refused outright (its proposer's own role would gain) is kept too, so the list of
+//! proposals is every widening change ever attempted, for auditors.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -35,6 +40,136 @@ pub struct PolicyVersion {
     pub rollback_of: Option<i64>,
 }
 
+/// Where a [`Proposal`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProposalState {
+    /// Waiting for a second officer.
+    Pending,
+    /// Approved: it became the policy version [`Proposal::version`].
+    Approved,
+    /// Rejected (or withdrawn by its proposer).
+    Rejected,
+    /// Refused when proposed: it would have widened its proposer's own access.
+    Refused,
+}
+
+impl ProposalState {
+    /// `pending`, `approved`, `rejected`, `refused`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProposalState::Pending => "pending",
+            ProposalState::Approved => "approved",
+            ProposalState::Rejected => "rejected",
+            ProposalState::Refused => "refused",
+        }
+    }
+
+    fn parse(s: &str) -> ProposalState {
+        match s {
+            "pending" => ProposalState::Pending,
+            "approved" => ProposalState::Approved,
+            "rejected" => ProposalState::Rejected,
+            // Only this module writes states; anything else cannot take effect.
+            _ => ProposalState::Refused,
+        }
+    }
+}
+
+impl std::fmt::Display for ProposalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A policy change that widens access: what it is, who proposed it, what it widens, and
+/// who decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proposal {
+    pub id: i64,
+    /// The policy text; `None` in [`PolicyStore::proposals`], which lists them only.
+    pub text: Option<String>,
+    pub proposed_by: String,
+    pub proposed_at: DateTime<Utc>,
+    pub comment: String,
+    /// SHA-256 of the text, hex.
+    pub sha256: String,
+    pub line_count: usize,
+    /// The version a rollback proposal goes back to.
+    pub rollback_of: Option<i64>,
+    /// The active version when it was proposed.
+    pub base_version: Option<i64>,
+    /// The widenings, one a line ([`crate::summarize`]).
+    pub widening: String,
+    pub state: ProposalState,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The policy version it became, once approved.
+    pub version: Option<i64>,
+    /// Why it was refused or rejected.
+    pub reason: Option<String>,
+}
+
+/// What a policy apply or rollback did: took effect at once (it only narrows or changes
+/// nothing), or waits as a proposal for a second officer (it widens access).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyChange {
+    Active(PolicyVersion),
+    Pending(Proposal),
+}
+
+impl PolicyChange {
+    /// The version that took effect, if it did.
+    pub fn active(&self) -> Option<&PolicyVersion> {
+        match self {
+            PolicyChange::Active(v) => Some(v),
+            PolicyChange::Pending(_) => None,
+        }
+    }
+
+    /// The proposal that waits, if the change widens access.
+    pub fn pending(&self) -> Option<&Proposal> {
+        match self {
+            PolicyChange::Active(_) => None,
+            PolicyChange::Pending(p) => Some(p),
+        }
+    }
+}
+
+/// What [`PolicyStore::propose`] records.
+#[derive(Debug, Clone)]
+pub struct NewProposal<'a> {
+    pub text: &'a str,
+    pub by: &'a str,
+    pub comment: &'a str,
+    pub rollback_of: Option<i64>,
+    pub base_version: Option<i64>,
+    pub widening: &'a str,
+    pub now: DateTime<Utc>,
+}
+
+const PROPOSAL_COLUMNS: &str = "id, proposed_by, proposed_at, comment, sha256, line_count, \
+     rollback_of, base_version, widening, state, decided_by, decided_at, version, reason";
+
+fn proposal_row(row: &Row, text: Option<String>) -> rusqlite::Result<Proposal> {
+    Ok(Proposal {
+        id: row.get(0)?,
+        text,
+        proposed_by: row.get(1)?,
+        proposed_at: time(row.get(2)?),
+        comment: row.get(3)?,
+        sha256: row.get(4)?,
+        line_count: row.get::<_, i64>(5)? as usize,
+        rollback_of: row.get(6)?,
+        base_version: row.get(7)?,
+        widening: row.get(8)?,
+        state: ProposalState::parse(&row.get::<_, String>(9)?),
+        decided_by: row.get(10)?,
+        decided_at: row.get::<_, Option<i64>>(11)?.map(time),
+        version: row.get(12)?,
+        reason: row.get(13)?,
+    })
+}
+
 /// The policy database.
 #[derive(Debug)]
 pub struct PolicyStore {
@@ -47,6 +182,12 @@ CREATE TABLE IF NOT EXISTS policy_versions (
     version INTEGER PRIMARY KEY, text TEXT NOT NULL, applied_by TEXT NOT NULL,
     applied_at INTEGER NOT NULL, comment TEXT NOT NULL, sha256 TEXT NOT NULL,
     line_count INTEGER NOT NULL, rollback_of INTEGER);
+CREATE TABLE IF NOT EXISTS policy_proposals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, text TEXT NOT NULL, proposed_by TEXT NOT NULL,
+    proposed_at INTEGER NOT NULL, comment TEXT NOT NULL, sha256 TEXT NOT NULL,
+    line_count INTEGER NOT NULL, rollback_of INTEGER, base_version INTEGER,
+    widening TEXT NOT NULL, state TEXT NOT NULL, decided_by TEXT, decided_at INTEGER,
+    version INTEGER, reason TEXT);
 CREATE TABLE IF NOT EXISTS emergencies (
     id INTEGER PRIMARY KEY AUTOINCREMENT, area TEXT NOT NULL, reason TEXT NOT NULL,
     declared_by TEXT NOT NULL, declared_at INTEGER NOT NULL, until INTEGER NOT NULL,
@@ -240,6 +381,170 @@ impl PolicyStore {
             )?;
             Ok(c.last_insert_rowid())
         })
+    }
+
+    /// Keep a widening change as a pending proposal; it takes effect only through
+    /// [`PolicyStore::approve`].
+    pub fn propose(&self, p: &NewProposal) -> Result<Proposal> {
+        self.add_proposal(p, ProposalState::Pending, None)
+    }
+
+    /// Keep a widening change refused outright, with why: auditors list every widening
+    /// attempt, refused ones included.
+    pub fn record_refused(&self, p: &NewProposal, reason: &str) -> Result<Proposal> {
+        self.add_proposal(p, ProposalState::Refused, Some(reason))
+    }
+
+    fn add_proposal(
+        &self,
+        p: &NewProposal,
+        state: ProposalState,
+        reason: Option<&str>,
+    ) -> Result<Proposal> {
+        let sha = hex::encode(Sha256::digest(p.text.as_bytes()));
+        let lines = count_lines(p.text) as i64;
+        let decided = (state != ProposalState::Pending).then(|| (p.by, micros(p.now)));
+        let id = self.with(|c| {
+            c.execute(
+                "INSERT INTO policy_proposals (text, proposed_by, proposed_at, comment, sha256, \
+                 line_count, rollback_of, base_version, widening, state, decided_by, decided_at, \
+                 reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    p.text,
+                    p.by,
+                    micros(p.now),
+                    p.comment,
+                    sha,
+                    lines,
+                    p.rollback_of,
+                    p.base_version,
+                    p.widening,
+                    state.as_str(),
+                    decided.map(|d| d.0),
+                    decided.map(|d| d.1),
+                    reason,
+                ],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
+        self.proposal(id)?.ok_or(PolicyError::UnknownProposal(id))
+    }
+
+    /// One proposal, with its text.
+    pub fn proposal(&self, id: i64) -> Result<Option<Proposal>> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {PROPOSAL_COLUMNS}, text FROM policy_proposals WHERE id = ?1"),
+                [id],
+                |row| proposal_row(row, Some(row.get(14)?)),
+            )
+            .optional()
+        })
+    }
+
+    /// Proposals, oldest first, without texts: only the pending ones, or every one (the
+    /// widening changes ever attempted, whatever became of them).
+    pub fn proposals(&self, pending_only: bool) -> Result<Vec<Proposal>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {PROPOSAL_COLUMNS} FROM policy_proposals {} ORDER BY id",
+                if pending_only {
+                    "WHERE state = 'pending'"
+                } else {
+                    ""
+                }
+            ))?;
+            stmt.query_map([], |row| proposal_row(row, None))?.collect()
+        })
+    }
+
+    fn pending(&self, id: i64) -> Result<Proposal> {
+        let p = self.proposal(id)?.ok_or(PolicyError::UnknownProposal(id))?;
+        if p.state != ProposalState::Pending {
+            return Err(PolicyError::Proposal(format!(
+                "proposal {id} is {} already{}",
+                p.state,
+                p.decided_by
+                    .as_ref()
+                    .map(|b| format!(" (by {b})"))
+                    .unwrap_or_default()
+            )));
+        }
+        Ok(p)
+    }
+
+    /// Activate a pending proposal as a new policy version, atomically: the version is added
+    /// and the proposal marked approved in one transaction, or neither. `widening` is the diff
+    /// as the approver saw it (against the version active at approval). The caller has
+    /// checked who approves.
+    pub fn approve(
+        &self,
+        id: i64,
+        by: &str,
+        widening: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Proposal, PolicyVersion)> {
+        let p = self.pending(id)?;
+        let text = p.text.clone().unwrap_or_default();
+        let comment = format!(
+            "{}{}proposal {id} by {}, approved by {by}",
+            p.comment,
+            if p.comment.is_empty() { "" } else { " — " },
+            p.proposed_by
+        );
+        let sha = hex::encode(Sha256::digest(text.as_bytes()));
+        let lines = count_lines(&text) as i64;
+        let version = self.with(|c| {
+            let tx = c.transaction()?;
+            let changed = tx.execute(
+                "UPDATE policy_proposals SET state = 'approved', decided_by = ?1, \
+                 decided_at = ?2, widening = ?3 WHERE id = ?4 AND state = 'pending'",
+                params![by, micros(now), widening, id],
+            )?;
+            if changed != 1 {
+                // Decided meanwhile by another process: nothing is applied.
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT INTO policy_versions \
+                 (text, applied_by, applied_at, comment, sha256, line_count, rollback_of) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![text, by, micros(now), comment, sha, lines, p.rollback_of],
+            )?;
+            let version = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE policy_proposals SET version = ?1 WHERE id = ?2",
+                params![version, id],
+            )?;
+            tx.commit()?;
+            Ok(Some(version))
+        })?;
+        let Some(version) = version else {
+            return Err(self.pending(id).err().unwrap_or_else(|| {
+                PolicyError::Proposal(format!("proposal {id} changed while being approved"))
+            }));
+        };
+        let v = self
+            .get(version)?
+            .ok_or_else(|| self.err(rusqlite::Error::QueryReturnedNoRows))?;
+        let p = self.proposal(id)?.ok_or(PolicyError::UnknownProposal(id))?;
+        Ok((p, v))
+    }
+
+    /// Reject a pending proposal (nothing takes effect).
+    pub fn reject(&self, id: i64, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Proposal> {
+        self.pending(id)?;
+        let changed = self.with(|c| {
+            c.execute(
+                "UPDATE policy_proposals SET state = 'rejected', decided_by = ?1, \
+                 decided_at = ?2, reason = ?3 WHERE id = ?4 AND state = 'pending'",
+                params![by, micros(now), reason, id],
+            )
+        })?;
+        if changed != 1 {
+            self.pending(id)?;
+        }
+        self.proposal(id)?.ok_or(PolicyError::UnknownProposal(id))
     }
 
     /// Declare an emergency for `area` (an admin code) until `until` (after `now`).

@@ -270,10 +270,27 @@ async fn an_invalid_policy_is_refused_and_the_active_one_stays() {
         "{}\np, street_officer, *, person.phone, read_masked, *, -, deny\n",
         gridhub_policy::DEFAULT_POLICY
     );
-    let v = hub.policy_apply(officer, &text, "no phones").await.unwrap();
+    let v = hub
+        .policy_apply(officer, &text, "no phones")
+        .await
+        .unwrap()
+        .active()
+        .cloned()
+        .expect("a narrowing change applies at once");
     let e = denied(&hub, "zhao.street", None, "SELECT phone FROM person").await;
     assert!(e.contains("person.phone"), "{e}");
-    hub.policy_rollback(officer, v.version - 1).await.unwrap();
+    // Rolling back opens the phones again: a widening, so a second officer approves it.
+    let proposal = hub
+        .policy_rollback(officer, v.version - 1)
+        .await
+        .unwrap()
+        .pending()
+        .cloned()
+        .expect("a widening rollback waits for approval");
+    denied(&hub, "zhao.street", None, "SELECT phone FROM person").await;
+    hub.policy_approve("sun.security", proposal.id)
+        .await
+        .unwrap();
     as_rows(
         &hub,
         "zhao.street",
@@ -450,7 +467,14 @@ async fn a_masked_place_reads_as_its_communitys_name() {
          p, community_worker, *, tag:location, read_masked, *, -, allow\n",
         gridhub_policy::DEFAULT_POLICY
     );
-    hub.policy_apply("qian.security", &text, "masked places")
+    let proposal = hub
+        .policy_apply("qian.security", &text, "masked places")
+        .await
+        .unwrap()
+        .pending()
+        .cloned()
+        .expect("opening places widens access");
+    hub.policy_approve("sun.security", proposal.id)
         .await
         .unwrap();
     let names = community_names(&hub).await;

@@ -20,7 +20,9 @@ pub enum PolicyCommand {
         /// Policy file (CSV lines `p, role, area, object, action, purpose, emergency, effect`)
         file: PathBuf,
     },
-    /// Activate a policy file as a new version (security officer); an invalid file is refused
+    /// Activate a policy file as a new version (security officer); an invalid file is refused.
+    /// A change that widens anybody's access becomes a pending proposal (`policy approve N` by
+    /// another officer); one that widens your own role is refused
     Apply {
         file: PathBuf,
         /// Acting principal (needs manage_policy)
@@ -35,9 +37,36 @@ pub enum PolicyCommand {
         #[arg(long)]
         by: Option<String>,
     },
-    /// Re-activate an older version (as a new version)
+    /// Re-activate an older version (as a new version); like apply, a rollback that widens
+    /// access becomes a proposal
     Rollback {
         version: i64,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Approve a pending proposal: it becomes the active version (another officer than its
+    /// proposer, whose own role it does not widen)
+    Approve {
+        proposal: i64,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Reject a pending proposal (or withdraw your own): nothing takes effect
+    Reject {
+        proposal: i64,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// The pending proposals, with what each would widen
+    Proposals {
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Every widening change ever attempted — pending, approved, rejected, refused — with who
+    /// proposed and decided it, when, and what it widens (read_audit)
+    Changes {
         #[arg(long)]
         by: Option<String>,
     },
@@ -198,6 +227,63 @@ fn versions(versions: Vec<pb::PolicyVersion>) -> Result<RecordBatch, String> {
     )
 }
 
+/// Print what an apply or rollback did: the active version, or the proposal that waits.
+fn print_change(
+    change: pb::PolicyChange,
+    active: impl FnOnce(&pb::PolicyVersion) -> String,
+) -> Result<(), String> {
+    match (change.version, change.proposal) {
+        (Some(v), _) => println!("{}", active(&v)),
+        (None, Some(p)) => {
+            println!(
+                "policy proposal {}: the change widens access, so it does not take effect until \
+                 another officer approves it (`gridhub policy approve {}`); it widens:",
+                p.id, p.id
+            );
+            for line in p.widening.lines() {
+                println!("  {line}");
+            }
+        }
+        (None, None) => return Err("the hub answered with neither a version nor a proposal".into()),
+    }
+    Ok(())
+}
+
+fn proposals(proposals: Vec<pb::Proposal>) -> Result<RecordBatch, String> {
+    let rows = proposals
+        .into_iter()
+        .map(|p| {
+            vec![
+                p.id.to_string(),
+                p.state,
+                p.proposed_by,
+                p.proposed_at,
+                p.comment,
+                p.decided_by,
+                p.decided_at,
+                p.version.map(|v| v.to_string()).unwrap_or_default(),
+                p.reason,
+                p.widening,
+            ]
+        })
+        .collect();
+    text_table(
+        &[
+            "proposal",
+            "state",
+            "proposed_by",
+            "proposed_at",
+            "comment",
+            "decided_by",
+            "decided_at",
+            "version",
+            "reason",
+            "widens",
+        ],
+        rows,
+    )
+}
+
 pub async fn policy(backend: &Backend, what: PolicyCommand) -> Result<(), String> {
     match what {
         PolicyCommand::Check { file } => {
@@ -208,24 +294,53 @@ pub async fn policy(backend: &Backend, what: PolicyCommand) -> Result<(), String
         }
         PolicyCommand::Apply { file, by, comment } => {
             let text = read(&file)?;
-            let v = backend.policy_apply(&by, &text, &comment).await?;
-            println!(
-                "policy version {} is active ({} lines, sha256 {})",
-                v.version, v.line_count, v.sha256
-            );
-            Ok(())
+            let change = backend.policy_apply(&by, &text, &comment).await?;
+            print_change(change, |v| {
+                format!(
+                    "policy version {} is active ({} lines, sha256 {})",
+                    v.version, v.line_count, v.sha256
+                )
+            })
         }
         PolicyCommand::History { by } => {
             let history = backend.policy_history(&by).await?;
             show(versions(history.versions)?, Format::Table)
         }
         PolicyCommand::Rollback { version, by } => {
-            let v = backend.policy_rollback(&by, version).await?;
+            let change = backend.policy_rollback(&by, version).await?;
+            print_change(change, |v| {
+                format!(
+                    "policy version {version} is active again as version {}",
+                    v.version
+                )
+            })
+        }
+        PolicyCommand::Approve { proposal, by } => {
+            let change = backend.policy_approve(&by, proposal).await?;
+            let v = change.version.ok_or("the hub answered without a version")?;
             println!(
-                "policy version {version} is active again as version {}",
-                v.version
+                "policy proposal {proposal} approved: policy version {} is active ({} lines, \
+                 sha256 {})",
+                v.version, v.line_count, v.sha256
             );
             Ok(())
+        }
+        PolicyCommand::Reject {
+            proposal,
+            by,
+            reason,
+        } => {
+            let p = backend.policy_reject(&by, proposal, &reason).await?;
+            println!("policy proposal {} rejected: nothing changes", p.id);
+            Ok(())
+        }
+        PolicyCommand::Proposals { by } => {
+            let list = backend.policy_proposals(&by, false).await?;
+            show(proposals(list.proposals)?, Format::Table)
+        }
+        PolicyCommand::Changes { by } => {
+            let list = backend.policy_proposals(&by, true).await?;
+            show(proposals(list.proposals)?, Format::Table)
         }
         PolicyCommand::Show { by, version } => {
             let v = backend.policy_show(&by, version).await?;

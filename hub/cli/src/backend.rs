@@ -182,7 +182,7 @@ impl Backend {
         by: &Option<String>,
         text: &str,
         comment: &str,
-    ) -> Result<pb::PolicyVersion, String> {
+    ) -> Result<pb::PolicyChange, String> {
         let by = self.actor(by)?;
         match self {
             Backend::Local(hub) => api::policy_apply(hub, &by, text, comment)
@@ -217,7 +217,7 @@ impl Backend {
         &self,
         by: &Option<String>,
         version: i64,
-    ) -> Result<pb::PolicyVersion, String> {
+    ) -> Result<pb::PolicyChange, String> {
         let by = self.actor(by)?;
         match self {
             Backend::Local(hub) => api::policy_rollback(hub, &by, version)
@@ -226,6 +226,61 @@ impl Backend {
             Backend::Remote(r) => r
                 .policy()
                 .rollback(pb::RollbackRequest { version })
+                .await
+                .map(|r| r.into_inner())
+                .map_err(remote_error),
+        }
+    }
+
+    pub async fn policy_approve(
+        &self,
+        by: &Option<String>,
+        id: i64,
+    ) -> Result<pb::PolicyChange, String> {
+        let by = self.actor(by)?;
+        match self {
+            Backend::Local(hub) => api::policy_approve(hub, &by, id).await.map_err(local_error),
+            Backend::Remote(r) => r
+                .policy()
+                .approve(pb::ProposalRequest { id })
+                .await
+                .map(|r| r.into_inner())
+                .map_err(remote_error),
+        }
+    }
+
+    pub async fn policy_reject(
+        &self,
+        by: &Option<String>,
+        id: i64,
+        reason: &str,
+    ) -> Result<pb::Proposal, String> {
+        let by = self.actor(by)?;
+        match self {
+            Backend::Local(hub) => api::policy_reject(hub, &by, id, reason).map_err(local_error),
+            Backend::Remote(r) => r
+                .policy()
+                .reject(pb::RejectRequest {
+                    id,
+                    reason: reason.into(),
+                })
+                .await
+                .map(|r| r.into_inner())
+                .map_err(remote_error),
+        }
+    }
+
+    pub async fn policy_proposals(
+        &self,
+        by: &Option<String>,
+        all: bool,
+    ) -> Result<pb::ProposalList, String> {
+        let by = self.actor(by)?;
+        match self {
+            Backend::Local(hub) => api::policy_proposals(hub, &by, all).map_err(local_error),
+            Backend::Remote(r) => r
+                .policy()
+                .list_proposals(pb::ListProposalsRequest { all })
                 .await
                 .map(|r| r.into_inner())
                 .map_err(remote_error),

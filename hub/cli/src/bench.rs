@@ -355,6 +355,8 @@ const WARM_PLANS: usize = 200;
 /// A community worker with the whole city as jurisdiction: reads identity and special tags
 /// clear, so the governed elderly query returns the operator's answer, row for row.
 const BENCH_PRINCIPAL: &str = "bench.city_worker";
+/// A second security officer, to approve the bench policy (separation of duties).
+const BENCH_APPROVER: &str = "bench.approver";
 
 async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     let err = |e: gridhub_engine::EngineError| e.to_string();
@@ -380,6 +382,13 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
         roles: vec!["community_worker".into()],
         area: "4201".into(),
     });
+    // The bench policy widens access: a second security officer approves it.
+    config.principals.push(gridhub_engine::Principal {
+        id: BENCH_APPROVER.into(),
+        name: None,
+        roles: vec!["security_officer".into()],
+        area: "4201".into(),
+    });
     let hub = Hub::open(config).await.map_err(err)?;
     if hub.snapshot().is_none() {
         hub.load(&NoProgress).await.map_err(err)?;
@@ -387,15 +396,24 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     let officer = "qian.security";
     let text = gridhub_policy::synthetic::large_policy(POLICY_LINES, POLICY_COMMUNITIES);
     let started = Instant::now();
-    let applied = hub
+    let applied = match hub
         .policy_apply(officer, &text, "bench: 10,000 lines")
         .await
-        .map_err(err)?;
+        .map_err(err)?
+    {
+        gridhub_policy::PolicyChange::Active(v) => v,
+        gridhub_policy::PolicyChange::Pending(p) => {
+            hub.policy_approve(BENCH_APPROVER, p.id)
+                .await
+                .map_err(err)?
+                .1
+        }
+    };
     let apply = started.elapsed();
     let mut report: Vec<(String, String)> = Vec::new();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     report.push((
-        "policy apply (validate, compile, store)".into(),
+        "policy apply (validate, compare, compile, store; proposed and approved)".into(),
         format!(
             "{:.0} ms for {} lines, {} principals",
             apply.as_secs_f64() * 1000.0,

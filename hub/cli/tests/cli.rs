@@ -58,7 +58,11 @@ fn demo_then_query_catalog_and_errors() {
     assert!(stderr(&out).contains("--as ID"), "{}", stderr(&out));
     let out = gridhub(&["principals", "-f", "csv"], cwd);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).lines().count(), 11, "header + ten principals");
+    assert_eq!(
+        stdout(&out).lines().count(),
+        12,
+        "header + one principal per role + a second security officer"
+    );
 
     // `query` finds the demo config by default; formats.
     let out = gridhub(

@@ -1,81 +1,339 @@
 //! Policy administration, emergencies and the audit log, as a principal: each action checks
 //! the policy (`manage_policy`, `declare_emergency`, `read_audit`) and is itself audited.
+//!
+//! Separation of duties (GB/T 39477: administrator, auditor and operator are separate): a
+//! policy change (apply or rollback) that widens any principal's access — compared decision
+//! by decision with the active policy, see `gridhub_policy::widenings` — does not take
+//! effect but becomes a pending proposal, which another principal allowed to
+//! `manage_policy` approves or rejects. A change that would widen its proposer's own role
+//! (or the approver's) is refused outright. A change that only narrows applies at once. No
+//! change may leave the hub without a principal able to `manage_policy` or `read_audit`.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gridhub_audit::{AuditFilter, Outcome, RecordKind, StoredRecord, VerifyReport};
-use gridhub_policy::{Emergency, PolicyVersion, TableDecision};
+use gridhub_policy::{
+    Emergency, NewProposal, Policy, PolicyChange, PolicyError, PolicyVersion, Principal, Proposal,
+    ProposalState, TableDecision, Widening, summarize, widenings,
+};
 
 use crate::error::{EngineError, Result};
 use crate::hub::Hub;
 
+/// How many widenings a proposal's diff summary names (then "and N more").
+const SUMMARY_LINES: usize = 20;
+
+/// `first (and N more)`.
+fn first_and_more(items: &[&Widening]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more)", rest.len()),
+    }
+}
+
 impl Hub {
+    /// Compile a policy text against this hub and refuse it if it would lock the hub's
+    /// administration out (no lines, nobody to `manage_policy` or to `read_audit`).
+    async fn compile_administrable(&self, text: &str) -> Result<Policy> {
+        let gov = self.governance();
+        let policy = gov.compile(text).await?;
+        let problems = policy.administration_problems(gov.principals());
+        if problems.is_empty() {
+            Ok(policy)
+        } else {
+            Err(PolicyError::Invalid(problems).into())
+        }
+    }
+
+    /// The widenings from the active policy to `new`, computed off the async runtime (a few
+    /// thousand decisions).
+    async fn widenings_to(&self, new: Policy) -> Result<(i64, Vec<Widening>)> {
+        let gov = self.governance();
+        let (base, old) = gov.policy()?;
+        let principals = gov.principals().to_vec();
+        let known = gov.known().clone();
+        let now = gov.now();
+        let widened =
+            tokio::task::spawn_blocking(move || widenings(&old, &new, &principals, &known, now))
+                .await
+                .map_err(|e| EngineError::Governed {
+                    message: format!("comparing the policies failed: {e}"),
+                })?;
+        Ok((base, widened))
+    }
+
     /// Validate a policy text against this hub's tables, columns, tags, sources, roles and
-    /// principals; returns the number of policy lines. Anyone may check.
+    /// principals, and that it keeps the hub administrable; returns the number of policy
+    /// lines. Anyone may check.
     pub async fn policy_check(&self, text: &str) -> Result<usize> {
-        Ok(self.governance().compile(text).await?.line_count())
+        Ok(self.compile_administrable(text).await?.line_count())
     }
 
-    /// Activate a new policy version. An invalid text is refused and the active version
-    /// stays; the attempt is audited either way.
-    pub async fn policy_apply(&self, by: &str, text: &str, comment: &str) -> Result<PolicyVersion> {
+    /// Change the policy to `text`. An invalid or lock-out text is refused and the active
+    /// version stays. A text that only narrows access (or changes nothing) becomes the active
+    /// version at once; one that widens anybody's access becomes a pending proposal
+    /// ([`Hub::policy_approve`]), or is refused if it widens the applier's own role. Every
+    /// outcome is audited.
+    pub async fn policy_apply(&self, by: &str, text: &str, comment: &str) -> Result<PolicyChange> {
         let gov = self.governance();
         let actor = gov.principal(by)?.clone();
         gov.require(&actor, "manage_policy")?;
-        let compiled = gov.compile(text).await;
-        match compiled {
-            Err(e) => {
-                gov.audit_change(
-                    &actor,
-                    RecordKind::PolicyChange,
-                    format!("apply policy ({comment}) refused"),
-                    Outcome::Error,
-                    Some(e.to_string()),
-                )?;
-                Err(e)
-            }
-            Ok(_) => {
-                let v = gov.store().apply(text, by, comment, Utc::now())?;
-                gov.audit_change(
-                    &actor,
-                    RecordKind::PolicyChange,
-                    format!(
-                        "apply policy version {} ({} lines, sha256 {}): {comment}",
-                        v.version, v.line_count, v.sha256
-                    ),
-                    Outcome::Ok,
-                    None,
-                )?;
-                gov.reload().await?;
-                Ok(v)
-            }
-        }
+        let label = format!("apply policy ({comment})");
+        let compiled = self.compile_administrable(text).await;
+        let compiled = self.refused_if_err(&actor, &label, compiled)?;
+        self.policy_change(&actor, text, comment, None, compiled, &label)
+            .await
     }
 
-    /// Re-activate an older version as a new version.
-    pub async fn policy_rollback(&self, by: &str, version: i64) -> Result<PolicyVersion> {
+    /// Re-activate an older version as a new version: like an apply of its text (refused if
+    /// it no longer fits the config or would lock the administration out; a proposal if it
+    /// widens access).
+    pub async fn policy_rollback(&self, by: &str, version: i64) -> Result<PolicyChange> {
         let gov = self.governance();
         let actor = gov.principal(by)?.clone();
         gov.require(&actor, "manage_policy")?;
-        let old = gov.store().get(version)?;
-        if let Some(text) = old.as_ref().and_then(|v| v.text.clone()) {
-            // An old version that no longer fits the config is refused like any apply.
-            gov.compile(&text).await?;
+        let label = format!("rollback to policy version {version}");
+        let Some(old) = gov.store().get(version)? else {
+            let known: Vec<String> = gov
+                .store()
+                .history()?
+                .iter()
+                .map(|v| v.version.to_string())
+                .collect();
+            return Err(PolicyError::UnknownVersion {
+                version,
+                known: if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                },
+            }
+            .into());
+        };
+        let text = old.text.unwrap_or_default();
+        let compiled = self.compile_administrable(&text).await;
+        let compiled = self.refused_if_err(&actor, &label, compiled)?;
+        self.policy_change(
+            &actor,
+            &text,
+            &format!("rollback to {version}"),
+            Some(version),
+            compiled,
+            &label,
+        )
+        .await
+    }
+
+    /// Audit a refused change (invalid, or it would lock the administration out).
+    fn refused_if_err<T>(&self, actor: &Principal, label: &str, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.governance().audit_change(
+                actor,
+                RecordKind::PolicyChange,
+                format!("{label} refused"),
+                Outcome::Error,
+                Some(e.to_string()),
+            )?;
         }
-        let v = gov.store().rollback(version, by, Utc::now())?;
+        r
+    }
+
+    /// Apply a validated change at once if it widens nothing; otherwise propose it, or refuse
+    /// it when it widens the actor's own role.
+    async fn policy_change(
+        &self,
+        actor: &Principal,
+        text: &str,
+        comment: &str,
+        rollback_of: Option<i64>,
+        compiled: Policy,
+        label: &str,
+    ) -> Result<PolicyChange> {
+        let gov = self.governance();
+        let (base, widened) = self.widenings_to(compiled).await?;
+        let now = Utc::now();
+        if widened.is_empty() {
+            let v = match rollback_of {
+                Some(old) => gov.store().rollback(old, &actor.id, now)?,
+                None => gov.store().apply(text, &actor.id, comment, now)?,
+            };
+            gov.audit_change(
+                actor,
+                RecordKind::PolicyChange,
+                format!(
+                    "{label} as policy version {} ({} lines, sha256 {}): widens no access",
+                    v.version, v.line_count, v.sha256
+                ),
+                Outcome::Ok,
+                None,
+            )?;
+            gov.reload().await?;
+            return Ok(PolicyChange::Active(v));
+        }
+        let summary = summarize(&widened, SUMMARY_LINES);
+        let proposal = NewProposal {
+            text,
+            by: &actor.id,
+            comment,
+            rollback_of,
+            base_version: Some(base),
+            widening: &summary,
+            now,
+        };
+        let own: Vec<&Widening> = widened.iter().filter(|w| w.concerns(actor)).collect();
+        if !own.is_empty() {
+            let reason = format!(
+                "it widens the access of {} (roles {}) itself: {}",
+                actor.id,
+                actor.roles.join(", "),
+                first_and_more(&own)
+            );
+            let refused = gov.store().record_refused(&proposal, &reason)?;
+            gov.audit_change(
+                actor,
+                RecordKind::PolicyChange,
+                format!("{label} refused as policy change {}: {reason}", refused.id),
+                Outcome::Denied,
+                Some(summary),
+            )?;
+            return Err(EngineError::Denied {
+                message: format!(
+                    "policy change refused (recorded as change {}): {reason}; nobody may widen \
+                     his own role's access — another principal allowed to manage_policy, of \
+                     another role, must propose it",
+                    refused.id
+                ),
+            });
+        }
+        let p = gov.store().propose(&proposal)?;
+        gov.audit_change(
+            actor,
+            RecordKind::PolicyChange,
+            format!(
+                "{label} proposed as policy proposal {}: it widens access and takes effect \
+                 only when another principal allowed to manage_policy approves it",
+                p.id
+            ),
+            Outcome::Ok,
+            Some(summary),
+        )?;
+        Ok(PolicyChange::Pending(p))
+    }
+
+    /// Activate a pending proposal. The approver must be allowed to `manage_policy`, must not
+    /// be its proposer, and the change must not widen the approver's own role either; it is
+    /// validated and compared again against the policy active now. Audited either way.
+    pub async fn policy_approve(&self, by: &str, id: i64) -> Result<(Proposal, PolicyVersion)> {
+        let gov = self.governance();
+        let actor = gov.principal(by)?.clone();
+        gov.require(&actor, "manage_policy")?;
+        let label = format!("approve policy proposal {id}");
+        let p = gov
+            .store()
+            .proposal(id)?
+            .ok_or(PolicyError::UnknownProposal(id))?;
+        if p.state != ProposalState::Pending {
+            return Err(PolicyError::Proposal(format!(
+                "proposal {id} is {} already{}",
+                p.state,
+                p.decided_by
+                    .as_ref()
+                    .map(|b| format!(" (by {b})"))
+                    .unwrap_or_default()
+            ))
+            .into());
+        }
+        let deny = |message: String| -> Result<(Proposal, PolicyVersion)> {
+            gov.audit_change(
+                &actor,
+                RecordKind::PolicyChange,
+                format!("{label} refused"),
+                Outcome::Denied,
+                Some(message.clone()),
+            )?;
+            Err(EngineError::Denied { message })
+        };
+        if p.proposed_by == actor.id {
+            return deny(format!(
+                "{} proposed policy proposal {id}: another principal allowed to manage_policy \
+                 must approve it (separation of duties)",
+                actor.id
+            ));
+        }
+        let text = p.text.clone().unwrap_or_default();
+        let compiled = self.compile_administrable(&text).await;
+        let compiled = self.refused_if_err(&actor, &label, compiled)?;
+        let (base, widened) = self.widenings_to(compiled).await?;
+        let own: Vec<&Widening> = widened.iter().filter(|w| w.concerns(&actor)).collect();
+        if !own.is_empty() {
+            return deny(format!(
+                "approving policy proposal {id} would widen the access of {} (roles {}) \
+                 itself: {}; another principal, of another role, must approve it",
+                actor.id,
+                actor.roles.join(", "),
+                first_and_more(&own)
+            ));
+        }
+        let summary = if widened.is_empty() {
+            format!("widens nothing against the active version {base}")
+        } else {
+            summarize(&widened, SUMMARY_LINES)
+        };
+        let (p, v) = gov.store().approve(id, by, &summary, Utc::now())?;
         gov.audit_change(
             &actor,
             RecordKind::PolicyChange,
             format!(
-                "rollback to policy version {version} as version {}",
-                v.version
+                "{label} (proposed by {}) as policy version {} ({} lines, sha256 {})",
+                p.proposed_by, v.version, v.line_count, v.sha256
             ),
             Outcome::Ok,
-            None,
+            Some(summary),
         )?;
         gov.reload().await?;
-        Ok(v)
+        Ok((p, v))
+    }
+
+    /// Reject a pending proposal: nothing takes effect. Another principal allowed to
+    /// `manage_policy`, or the proposer himself (withdrawing it). Audited.
+    pub fn policy_reject(&self, by: &str, id: i64, reason: &str) -> Result<Proposal> {
+        let gov = self.governance();
+        let actor = gov.principal(by)?.clone();
+        gov.require(&actor, "manage_policy")?;
+        let p = gov.store().reject(id, by, reason, Utc::now())?;
+        gov.audit_change(
+            &actor,
+            RecordKind::PolicyChange,
+            format!(
+                "{} policy proposal {id} (proposed by {})",
+                if p.proposed_by == actor.id {
+                    "withdraw"
+                } else {
+                    "reject"
+                },
+                p.proposed_by
+            ),
+            Outcome::Ok,
+            (!reason.is_empty()).then(|| reason.to_owned()),
+        )?;
+        Ok(p)
+    }
+
+    /// Proposals, oldest first. `pending_only`: the ones waiting (policy managers and
+    /// auditors); otherwise every widening change ever attempted — pending, approved,
+    /// rejected, refused — with who and when and its diff (auditors: `read_audit`).
+    pub fn policy_proposals(&self, by: &str, pending_only: bool) -> Result<Vec<Proposal>> {
+        let gov = self.governance();
+        let actor = gov.principal(by)?;
+        if pending_only {
+            gov.require(actor, "manage_policy")
+                .or_else(|_| gov.require(actor, "read_audit"))?;
+        } else {
+            gov.require(actor, "read_audit")?;
+        }
+        Ok(gov.store().proposals(pending_only)?)
     }
 
     /// Versions, oldest first (policy managers and auditors).
@@ -123,7 +381,8 @@ impl Hub {
         Ok(decisions)
     }
 
-    /// Declare an emergency for `area` until `until`.
+    /// Declare an emergency for `area` until `until`, at most `[policy] emergency_max_hours`
+    /// ahead (a longer one is refused, and the refusal audited).
     pub async fn emergency_declare(
         &self,
         by: &str,
@@ -134,6 +393,26 @@ impl Hub {
         let gov = self.governance();
         let actor = gov.principal(by)?.clone();
         gov.require(&actor, "declare_emergency")?;
+        let now = gov.now();
+        let max = self.config().policy.emergency_max;
+        if until - now > max {
+            let message = format!(
+                "expiry {until} is {} hours away, beyond the maximum of {} hours ([policy] \
+                 emergency_max_hours): declare it until {} at the latest, and declare a new \
+                 one if it must go on",
+                (until - now).num_hours(),
+                max.num_hours(),
+                now + max
+            );
+            gov.audit_change(
+                &actor,
+                RecordKind::Emergency,
+                format!("declare emergency for {area} until {until} refused"),
+                Outcome::Denied,
+                Some(message.clone()),
+            )?;
+            return Err(PolicyError::Emergency(message).into());
+        }
         let e = gov
             .store()
             .declare_emergency(area, until, reason, by, gov.now())?;

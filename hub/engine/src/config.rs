@@ -60,6 +60,53 @@ pub struct ServerSection {
     pub token_ttl_days: Option<u32>,
 }
 
+/// `[policy]` as written: limits on policy administration.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    /// The longest an emergency may be declared for, in hours (default 72).
+    #[serde(default)]
+    pub emergency_max_hours: Option<u64>,
+}
+
+/// The resolved `[policy]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyConfig {
+    /// The longest an emergency may be declared for: a declaration whose expiry lies further
+    /// ahead is refused.
+    pub emergency_max: chrono::Duration,
+}
+
+/// Default of `[policy] emergency_max_hours`: three days.
+pub const DEFAULT_EMERGENCY_MAX_HOURS: u64 = 72;
+/// Upper bound of `[policy] emergency_max_hours`: one year.
+const EMERGENCY_MAX_HOURS_LIMIT: u64 = 24 * 366;
+
+impl PolicyConfig {
+    fn resolve(section: PolicySection, err: &dyn Fn(String) -> EngineError) -> Result<Self> {
+        let hours = section
+            .emergency_max_hours
+            .unwrap_or(DEFAULT_EMERGENCY_MAX_HOURS);
+        if hours == 0 || hours > EMERGENCY_MAX_HOURS_LIMIT {
+            return Err(err(format!(
+                "[policy] emergency_max_hours = {hours} must be between 1 and \
+                 {EMERGENCY_MAX_HOURS_LIMIT} (a year)"
+            )));
+        }
+        Ok(Self {
+            emergency_max: chrono::Duration::hours(hours as i64),
+        })
+    }
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            emergency_max: chrono::Duration::hours(DEFAULT_EMERGENCY_MAX_HOURS as i64),
+        }
+    }
+}
+
 /// TLS of the hub server: its certificate and key, and the CA of client certificates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TlsFiles {
@@ -215,6 +262,8 @@ struct ConfigFile {
     principals: Vec<Principal>,
     #[serde(default)]
     server: Option<ServerSection>,
+    #[serde(default)]
+    policy: Option<PolicySection>,
 }
 
 /// One `[[sources]]` entry: the common keys, and every key for the connector.
@@ -271,6 +320,8 @@ pub struct HubConfig {
     pub mappings: Vec<MappingConfig>,
     /// How `gridhub serve` listens and guards queries (`[server]`).
     pub server: ServerConfig,
+    /// Limits on policy administration (`[policy]`).
+    pub policy: PolicyConfig,
 }
 
 const DEFAULT_STATE_DIR: &str = ".gridhub";
@@ -398,6 +449,7 @@ impl HubConfig {
         };
         let server =
             ServerConfig::resolve(file.server.clone().unwrap_or_default(), &base, &env, &err)?;
+        let policy = PolicyConfig::resolve(file.policy.clone().unwrap_or_default(), &err)?;
         let mut seen_principals = BTreeSet::new();
         for p in &file.principals {
             if !seen_principals.insert(p.id.clone()) {
@@ -511,6 +563,7 @@ impl HubConfig {
             tables: file.tables,
             mappings: file.mappings,
             server,
+            policy,
         })
     }
 
@@ -595,6 +648,24 @@ path = "a.csv"
         );
         let dup = format!("{MINIMAL}{MINIMAL}");
         assert!(HubConfig::parse(p, &dup, env).is_err());
+        let policy = HubConfig::parse(
+            p,
+            &format!("[policy]\nemergency_max_hours = 12\n{MINIMAL}"),
+            env,
+        )
+        .unwrap()
+        .policy;
+        assert_eq!(policy.emergency_max, chrono::Duration::hours(12));
+        let default = HubConfig::parse(p, MINIMAL, env).unwrap().policy;
+        assert_eq!(default.emergency_max, chrono::Duration::hours(72));
+        let e = HubConfig::parse(
+            p,
+            &format!("[policy]\nemergency_max_hours = 0\n{MINIMAL}"),
+            env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("emergency_max_hours"), "{e}");
         let typo = "[hub]\nstate_dri = \"x\"\n";
         let e = HubConfig::parse(p, typo, env).unwrap_err().to_string();
         assert!(e.contains("state_dri"), "{e}");

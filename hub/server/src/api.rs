@@ -306,13 +306,67 @@ pub async fn policy_check(hub: &Hub, text: &str) -> Result<pb::CheckResponse> {
     })
 }
 
+fn proposal(p: gridhub_policy::Proposal) -> pb::Proposal {
+    pb::Proposal {
+        id: p.id,
+        state: p.state.to_string(),
+        proposed_by: p.proposed_by,
+        proposed_at: fmt_time(p.proposed_at),
+        comment: p.comment,
+        line_count: p.line_count as i64,
+        rollback_of: p.rollback_of,
+        base_version: p.base_version,
+        widening: p.widening,
+        decided_by: p.decided_by.unwrap_or_default(),
+        decided_at: p.decided_at.map(fmt_time).unwrap_or_default(),
+        version: p.version,
+        reason: p.reason.unwrap_or_default(),
+        sha256: p.sha256,
+    }
+}
+
+fn change(c: gridhub_policy::PolicyChange) -> pb::PolicyChange {
+    match c {
+        gridhub_policy::PolicyChange::Active(v) => pb::PolicyChange {
+            version: Some(version(v)),
+            proposal: None,
+        },
+        gridhub_policy::PolicyChange::Pending(p) => pb::PolicyChange {
+            version: None,
+            proposal: Some(proposal(p)),
+        },
+    }
+}
+
 pub async fn policy_apply(
     hub: &Hub,
     by: &str,
     text: &str,
     comment: &str,
-) -> Result<pb::PolicyVersion> {
-    Ok(version(hub.policy_apply(by, text, comment).await?))
+) -> Result<pb::PolicyChange> {
+    Ok(change(hub.policy_apply(by, text, comment).await?))
+}
+
+pub async fn policy_approve(hub: &Hub, by: &str, id: i64) -> Result<pb::PolicyChange> {
+    let (p, v) = hub.policy_approve(by, id).await?;
+    Ok(pb::PolicyChange {
+        version: Some(version(v)),
+        proposal: Some(proposal(p)),
+    })
+}
+
+pub fn policy_reject(hub: &Hub, by: &str, id: i64, reason: &str) -> Result<pb::Proposal> {
+    Ok(proposal(hub.policy_reject(by, id, reason)?))
+}
+
+pub fn policy_proposals(hub: &Hub, by: &str, all: bool) -> Result<pb::ProposalList> {
+    Ok(pb::ProposalList {
+        proposals: hub
+            .policy_proposals(by, !all)?
+            .into_iter()
+            .map(proposal)
+            .collect(),
+    })
 }
 
 pub fn policy_history(hub: &Hub, by: &str) -> Result<pb::PolicyHistory> {
@@ -321,8 +375,8 @@ pub fn policy_history(hub: &Hub, by: &str) -> Result<pb::PolicyHistory> {
     })
 }
 
-pub async fn policy_rollback(hub: &Hub, by: &str, v: i64) -> Result<pb::PolicyVersion> {
-    Ok(version(hub.policy_rollback(by, v).await?))
+pub async fn policy_rollback(hub: &Hub, by: &str, v: i64) -> Result<pb::PolicyChange> {
+    Ok(change(hub.policy_rollback(by, v).await?))
 }
 
 pub fn policy_show(hub: &Hub, by: &str, v: Option<i64>) -> Result<pb::PolicyVersion> {

@@ -51,7 +51,11 @@ fn engine_code(e: &EngineError) -> Code {
         EngineError::UnknownPrincipal { .. } => Code::NotFound,
         EngineError::Policy(p) => match p {
             PolicyError::Invalid(_) | PolicyError::Emergency(_) => Code::InvalidArgument,
-            PolicyError::UnknownVersion { .. } | PolicyError::UnknownEmergency(_) => Code::NotFound,
+            PolicyError::UnknownVersion { .. }
+            | PolicyError::UnknownEmergency(_)
+            | PolicyError::UnknownProposal(_) => Code::NotFound,
+            // Approving or rejecting a proposal that was decided already.
+            PolicyError::Proposal(_) => Code::FailedPrecondition,
             PolicyError::Store { .. } | PolicyError::Dir { .. } => Code::Internal,
         },
         // A source that cannot be read: the message names it.

@@ -77,7 +77,7 @@ impl PolicyService for HubServices {
     async fn apply(
         &self,
         request: Request<pb::ApplyRequest>,
-    ) -> Result<Response<pb::PolicyVersion>, Status> {
+    ) -> Result<Response<pb::PolicyChange>, Status> {
         let caller = self.caller(&request, "PolicyApply")?;
         let r = request.get_ref();
         self.answer(
@@ -96,7 +96,7 @@ impl PolicyService for HubServices {
     async fn rollback(
         &self,
         request: Request<pb::RollbackRequest>,
-    ) -> Result<Response<pb::PolicyVersion>, Status> {
+    ) -> Result<Response<pb::PolicyChange>, Status> {
         let caller = self.caller(&request, "PolicyRollback")?;
         self.answer(
             api::policy_rollback(
@@ -106,6 +106,42 @@ impl PolicyService for HubServices {
             )
             .await,
         )
+    }
+
+    async fn approve(
+        &self,
+        request: Request<pb::ProposalRequest>,
+    ) -> Result<Response<pb::PolicyChange>, Status> {
+        let caller = self.caller(&request, "PolicyApprove")?;
+        self.answer(
+            api::policy_approve(&self.state.hub, &caller.principal.id, request.get_ref().id).await,
+        )
+    }
+
+    async fn reject(
+        &self,
+        request: Request<pb::RejectRequest>,
+    ) -> Result<Response<pb::Proposal>, Status> {
+        let caller = self.caller(&request, "PolicyReject")?;
+        let r = request.get_ref();
+        self.answer(api::policy_reject(
+            &self.state.hub,
+            &caller.principal.id,
+            r.id,
+            &r.reason,
+        ))
+    }
+
+    async fn list_proposals(
+        &self,
+        request: Request<pb::ListProposalsRequest>,
+    ) -> Result<Response<pb::ProposalList>, Status> {
+        let caller = self.caller(&request, "PolicyProposals")?;
+        self.answer(api::policy_proposals(
+            &self.state.hub,
+            &caller.principal.id,
+            request.get_ref().all,
+        ))
     }
 
     async fn show(

@@ -167,8 +167,9 @@ fn column_spec(col: &Col) -> String {
     }
 }
 
-/// The demo's principals: (id, name, role, jurisdiction), one per role.
-pub const DEMO_PRINCIPALS: [(&str, &str, &str, &str); 10] = [
+/// The demo's principals: (id, name, role, jurisdiction), one per role and a second security
+/// officer (a policy change that widens access needs another officer's approval).
+pub const DEMO_PRINCIPALS: [(&str, &str, &str, &str); 11] = [
     ("wang.city", "王市", "city_analyst", "4201"),
     ("li.district", "李区", "district_analyst", "420106"),
     ("zhao.street", "赵街", "street_officer", "420106009"),
@@ -178,6 +179,7 @@ pub const DEMO_PRINCIPALS: [(&str, &str, &str, &str); 10] = [
     ("zhou.volunteer", "周志", "volunteer", "420106009001002"),
     ("anju.property", "安居物业", "property_company", "420106009"),
     ("qian.security", "钱安", "security_officer", "4201"),
+    ("sun.security", "孙保", "security_officer", "4201"),
     ("wu.audit", "吴审", "auditor", "4201"),
 ];
 
@@ -207,7 +209,8 @@ pub fn hub_config() -> String {
 
     let _ = writeln!(
         s,
-        "\n# Who may query, one principal per role of policies/policy.csv (DOMAIN.md, \"Roles\").\n\
+        "\n# Who may query, one principal per role of policies/policy.csv (DOMAIN.md, \"Roles\"), and a\n\
+         # second security officer: a policy change that widens access needs another one's approval.\n\
          # area is the jurisdiction: an admin code; rows are filtered to codes starting with it."
     );
     for (id, name, role, area) in DEMO_PRINCIPALS {
