@@ -54,6 +54,24 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
+    /// The witness file could not be read, or (when the log opens) written.
+    #[error("audit witness {path}: {source}")]
+    Witness {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record was committed, but its head could not be appended to the witness.
+    #[error(
+        "audit log: record {seq} was committed, but the witness {path} could not be written \
+         ({source}); check that its file system is mounted and writable"
+    )]
+    WitnessWrite {
+        path: String,
+        seq: u64,
+        #[source]
+        source: std::io::Error,
+    },
     /// Appending was refused because the log does not continue from what was last anchored
     /// or authenticated: the log was tampered with, or the key changed. Nothing was written.
     #[error("audit log {path}: refusing to append: {reason}")]

@@ -121,8 +121,9 @@ mod error;
 mod log;
 mod record;
 mod verify;
+mod witness;
 
 pub use error::{AuditError, Result};
-pub use log::AuditLog;
+pub use log::{AuditLog, AuditOptions};
 pub use record::{AuditFilter, AuditRecord, ColumnAccessRecord, Outcome, RecordKind, StoredRecord};
 pub use verify::{TamperKind, Tampering, VerifyReport};
