@@ -26,6 +26,13 @@ pub enum AuditError {
          the state directory)"
     )]
     EmptyKey { path: String },
+    /// The log was opened without a key ([`AuditLog::without_key`](crate::AuditLog::without_key)):
+    /// it records and verifies nothing.
+    #[error(
+        "audit log {path}: the hub has no audit key, so it has no audit log; configure [hub] \
+         audit_key_file (a file outside the state directory)"
+    )]
+    NoKey { path: String },
     /// The database was written by a newer gridhub.
     #[error(
         "audit log {path} has schema version {found}, this gridhub reads version {supported}; \

@@ -85,6 +85,8 @@ pub struct AuditLog {
     witness_every: u64,
     /// Why the hub must have had a log before (from the options, or from the witness).
     history: Option<String>,
+    /// Opened by [`AuditLog::without_key`]: every operation fails.
+    keyless: bool,
 }
 
 impl fmt::Debug for AuditLog {
@@ -185,9 +187,40 @@ impl AuditLog {
                 n => n,
             },
             history: options.history.clone(),
+            keyless: false,
         };
         log.start()?;
         Ok(log)
+    }
+
+    /// A log for a hub without audit key (allowed only for a hub without principals, which
+    /// runs no audited action): it touches no file, and appending, searching and verifying
+    /// fail with [`AuditError::NoKey`] — nothing is ever recorded and silently lost.
+    pub fn without_key(path: &Path) -> Result<Self> {
+        let mut anchor = path.as_os_str().to_owned();
+        anchor.push(".head");
+        let conn = Connection::open_in_memory().map_err(|source| AuditError::Store {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(AuditLog {
+            path: path.to_owned(),
+            anchor_path: PathBuf::from(anchor),
+            key: Key::new(b"unused: every operation is refused").expect("the key is not empty"),
+            conn: Mutex::new(conn),
+            witness: None,
+            witness_every: AuditOptions::DEFAULT_WITNESS_EVERY,
+            history: None,
+            keyless: true,
+        })
+    }
+
+    /// Fails for a log opened [`without_key`](Self::without_key).
+    fn keyed(&self) -> Result<()> {
+        if self.keyless {
+            return Err(AuditError::NoKey { path: self.shown() });
+        }
+        Ok(())
     }
 
     /// At open: tell a new log from a missing one, anchor a new one, witness the head.
@@ -263,6 +296,7 @@ impl AuditLog {
     /// Why the log should hold records although it has none and no head anchor: `Some`
     /// while the log is missing (see [`open_with`](Self::open_with)).
     pub fn missing(&self) -> Result<Option<String>> {
+        self.keyed()?;
         let Some(history) = &self.history else {
             return Ok(None);
         };
@@ -311,6 +345,7 @@ impl AuditLog {
     }
 
     fn append_inner(&self, record: &AuditRecord, acknowledging: bool) -> Result<u64> {
+        self.keyed()?;
         let json = serde_json::to_string(record).map_err(|source| AuditError::Encode {
             path: self.shown(),
             source,
@@ -490,6 +525,7 @@ impl AuditLog {
 
     /// The report of [`verify`](Self::verify) and the hash stored under each number.
     fn verify_snapshot(&self) -> Result<(VerifyReport, BTreeMap<u64, String>)> {
+        self.keyed()?;
         // The anchor first: an append commits before it writes the anchor, so a snapshot
         // taken after reading the anchor holds every anchored record, even with a writer
         // running (no false "truncated").
@@ -612,6 +648,7 @@ impl AuditLog {
     /// The records matching `filter`, ordered by sequence number. Uses the search columns
     /// and the person index; run [`verify`](Self::verify) to know they were not altered.
     pub fn search(&self, filter: &AuditFilter) -> Result<Vec<StoredRecord>> {
+        self.keyed()?;
         let mut conditions = Vec::new();
         let mut values = Vec::new();
         if let Some(person) = &filter.person_id {
@@ -674,6 +711,7 @@ impl AuditLog {
 
     /// The number of records stored.
     pub fn len(&self) -> Result<u64> {
+        self.keyed()?;
         let n: i64 = self
             .lock()
             .query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))

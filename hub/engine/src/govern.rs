@@ -160,10 +160,8 @@ impl Governance {
     pub(crate) async fn open(governed: GovernedTables, hub: &Hub) -> Result<Self> {
         let config = hub.config();
         let store = PolicyStore::open(&config.state_dir.join("policy.db"))?;
-        let audit = AuditLog::open(
-            &config.state_dir.join("audit.db"),
-            config.audit_key.as_bytes(),
-        )?;
+        // Before the default policy is applied: a policy version means an earlier open.
+        let audit = crate::admin::open_audit_log(hub, &store)?;
         let known = Known {
             tables: governed.tables,
             sources: config.sources.iter().map(|s| s.name.clone()).collect(),
@@ -1114,7 +1112,7 @@ pub(crate) fn query_record(
         outcome,
         message,
         duration_ms: Some(started.elapsed().as_millis() as u64),
-        person_ids_truncated,
+        person_ids,
         started_seq: None,
         person_ids_truncated,
     }
