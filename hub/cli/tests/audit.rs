@@ -143,3 +143,103 @@ fn removed_log_is_an_alarm_until_acknowledged_and_the_witness_remembers() {
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("truncated"), "{}", text(&out));
 }
+
+/// Over `--server`, the witness file is read on the client and its contents sent: the hub
+/// compares them with its log (an untouched copy agrees, a damaged one does not).
+#[test]
+fn remote_verify_compares_the_sent_witness() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let out = gridhub(&["demo", "--scale", "300"], cwd);
+    assert!(out.status.success(), "demo failed: {}", text(&out));
+    std::fs::create_dir(cwd.join("witness")).unwrap();
+    let witness = cwd.join("witness").join("gridhub-audit.witness");
+    let config = cwd.join("gridhub-demo/gridhub.toml");
+    let toml = std::fs::read_to_string(&config).unwrap().replacen(
+        "[hub]\n",
+        &format!(
+            "[hub]\naudit_witness = {:?}\n",
+            witness.display().to_string()
+        ),
+        1,
+    );
+    std::fs::write(&config, toml).unwrap();
+
+    /// Kills the server if the test fails before it ends.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_gridhub"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(cwd)
+            .env_remove("GRIDHUB_CONFIG")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start gridhub serve"),
+    );
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("gridhub serve ended before it listened")
+            .unwrap();
+        if let Some(rest) = line.split(" on ").nth(1)
+            && line.starts_with("gridhub serving")
+        {
+            break rest.split(' ').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let out = gridhub(&["token", "issue", "--principal", "wu.audit"], cwd);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+
+    // A copy on the auditor's side, which the hub never reads from disk.
+    let copy = cwd.join("auditor-copy.witness");
+    std::fs::copy(&witness, &copy).unwrap();
+    let verify = |w: &Path| {
+        let w = w.to_str().unwrap();
+        gridhub(
+            &[
+                "audit",
+                "verify",
+                "--server",
+                &url,
+                "--token",
+                &token,
+                "--against",
+                w,
+            ],
+            cwd,
+        )
+    };
+    let out = verify(&copy);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("agrees with the witness"),
+        "{}",
+        text(&out)
+    );
+    let mut damaged = std::fs::read_to_string(&copy).unwrap();
+    damaged.push_str("{\"seq\":1,\"hash\":\"00\",\"at\":\"x\",\"mac\":\"00\"}\n");
+    std::fs::write(&copy, damaged).unwrap();
+    let out = verify(&copy);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("auditor-copy.witness does not authenticate"),
+        "{}",
+        text(&out)
+    );
+}
