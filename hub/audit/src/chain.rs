@@ -21,6 +21,9 @@ pub(crate) const ZERO_HASH: &str =
 /// number; no record reaches the number these bytes spell, so the two never collide.
 const ANCHOR_DOMAIN: &[u8] = b"gridhub-audit-anchor\0";
 
+/// Prefix of a witness entry's MAC input (distinct from the anchor's, for the same reason).
+const WITNESS_DOMAIN: &[u8] = b"gridhub-audit-witness\0";
+
 /// The audit key, ready to MAC (the HMAC key schedule is computed once).
 #[derive(Clone)]
 pub(crate) struct Key(HmacSha256);
@@ -56,6 +59,26 @@ impl Key {
         is_hash(prev)
             && hex::decode(hash)
                 .is_ok_and(|tag| self.record_mac(seq, prev, json).verify_slice(&tag).is_ok())
+    }
+
+    /// HMAC-SHA256(key, "gridhub-audit-witness\0" || seq as 8 bytes big-endian || hash || at).
+    fn witness_mac(&self, seq: u64, hash: &str, at: &str) -> HmacSha256 {
+        let mut mac = self.0.clone();
+        mac.update(WITNESS_DOMAIN);
+        mac.update(&seq.to_be_bytes());
+        mac.update(hash.as_bytes());
+        mac.update(at.as_bytes());
+        mac
+    }
+
+    /// The MAC of a witness entry, lowercase hex.
+    pub(crate) fn witness_tag(&self, seq: u64, hash: &str, at: &str) -> String {
+        hex::encode(self.witness_mac(seq, hash, at).finalize().into_bytes())
+    }
+
+    /// Whether `tag` is the MAC of the witness entry (`seq`, `hash`, `at`).
+    pub(crate) fn witness_authentic(&self, seq: u64, hash: &str, at: &str, tag: &str) -> bool {
+        hex::decode(tag).is_ok_and(|t| self.witness_mac(seq, hash, at).verify_slice(&t).is_ok())
     }
 
     fn anchor_mac(&self, seq: u64, hash: &str) -> HmacSha256 {
@@ -177,7 +200,7 @@ pub(crate) fn write_anchor(path: &Path, key: &Key, seq: u64, hash: &str) -> io::
 }
 
 #[cfg(unix)]
-fn sync_dir(path: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
         _ => File::open(".")?.sync_all(),
@@ -187,7 +210,7 @@ fn sync_dir(path: &Path) -> io::Result<()> {
 /// Directories cannot be opened for fsync on this platform; the rename is as durable as
 /// the file system makes it.
 #[cfg(not(unix))]
-fn sync_dir(_path: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(_path: &Path) -> io::Result<()> {
     Ok(())
 }
 

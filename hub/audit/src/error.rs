@@ -26,6 +26,13 @@ pub enum AuditError {
          the state directory)"
     )]
     EmptyKey { path: String },
+    /// The log was opened without a key ([`AuditLog::without_key`](crate::AuditLog::without_key)):
+    /// it records and verifies nothing.
+    #[error(
+        "audit log {path}: the hub has no audit key, so it has no audit log; configure [hub] \
+         audit_key_file (a file outside the state directory)"
+    )]
+    NoKey { path: String },
     /// The database was written by a newer gridhub.
     #[error(
         "audit log {path} has schema version {found}, this gridhub reads version {supported}; \
@@ -49,6 +56,24 @@ pub enum AuditError {
          written ({source}); check the free space and permissions of the state directory"
     )]
     AnchorWrite {
+        path: String,
+        seq: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The witness file could not be read, or (when the log opens) written.
+    #[error("audit witness {path}: {source}")]
+    Witness {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record was committed, but its head could not be appended to the witness.
+    #[error(
+        "audit log: record {seq} was committed, but the witness {path} could not be written \
+         ({source}); check that its file system is mounted and writable"
+    )]
+    WitnessWrite {
         path: String,
         seq: u64,
         #[source]

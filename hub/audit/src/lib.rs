@@ -14,7 +14,8 @@
 //!     person_id: Some("420106199001011234".into()),
 //!     ..AuditFilter::default()
 //! })?;
-//! let report = log.verify()?;
+//! // The chain and anchor, then also the witness kept on another file system.
+//! let report = log.verify_against("/srv/gridhub-witness/gridhub-audit.witness".as_ref())?;
 //! for problem in &report.problems {
 //!     eprintln!("{problem}");
 //! }
@@ -102,14 +103,72 @@
 //! With the wrong key nothing authenticates: every record is reported `Edited` (the detail
 //! says the key is probably wrong) and the anchor `Truncated`.
 //!
+//! A new log (no records, no anchor) is anchored as `{"seq": 0, "hash": 64 zeros}` when it
+//! is opened, so that an empty log without anchor is never mistaken for a new one later (see
+//! "A missing log"); appends accept that anchor as the start of the chain.
+//!
+//! ## The witness
+//!
+//! The chain and the anchor live next to each other, and whoever holds the key can rewrite
+//! both. The **witness** ([`AuditOptions::witness`]) is a file somewhere else — another file
+//! system, ideally one the hub can only append to — that records the chain head over time.
+//! One JSON object per line:
+//!
+//! ```text
+//! {"seq": N, "hash": "<64 hex>", "at": "<RFC 3339 UTC>", "mac": "<64 hex>"}
+//! mac = hex(HMAC-SHA256(key, "gridhub-audit-witness\0" || seq as 8 bytes big-endian || hash || at))
+//! ```
+//!
+//! `seq`/`hash` are the newest stored record's (0 and 64 zeros for an empty log). A line is
+//! appended when the log is opened (unless the witness's last line is that head already)
+//! and after every record whose number is a multiple of [`AuditOptions::witness_every`],
+//! after its commit and anchor. The file is opened with `O_APPEND`, each line is one write,
+//! then fsynced; a witness that cannot be written fails the open
+//! ([`AuditError::Witness`]) or the append ([`AuditError::WitnessWrite`], after the record
+//! was committed).
+//!
+//! [`AuditLog::verify_against`] runs [`AuditLog::verify`], then compares each authentic
+//! witness line with the log, reporting:
+//!
+//! - the furthest witnessed record past the log's last stored number → `Truncated` (a cut
+//!   tail, even when the old head anchor was put back);
+//! - the first witnessed record (lowest number) whose stored hash differs → `Edited`, or
+//!   `Deleted` when no record has that number: the log was rewritten with the key from a
+//!   record after the last witnessed record that still matches; once, with a count of the
+//!   later witnessed heads that differ too. A witnessed hash vouches for every record before
+//!   it through the chain;
+//! - a line whose number is below an earlier line's → `Truncated` (the hub reopened a log
+//!   shorter than it had witnessed);
+//! - a line that does not parse, does not authenticate (forged, or another key), or an
+//!   empty witness → [`TamperKind::Witness`].
+//!
+//! The witness is read before the log's snapshot: the hub writes a line only after the
+//! record's commit, so every line read names a record the snapshot holds.
+//!
+//! ## A missing log
+//!
+//! Removing `audit.db` and its anchor leaves nothing the chain could speak for. So the
+//! caller says whether the hub has history ([`AuditOptions::history`]: the hub passes its
+//! policy versions, emergencies and catalog loads), and a witness line past record 0 counts
+//! as history too. With history, a log that has no records and no anchor is *missing*:
+//! it is not anchored as new, [`AuditLog::verify`] reports [`TamperKind::LogMissing`], and
+//! [`AuditLog::append`] refuses ([`AuditError::Refused`]), so nothing audited runs until an
+//! operator records the loss with [`AuditLog::acknowledge_missing`], which appends the
+//! acknowledgement as record 1 of the new log. Without history (a fresh install) the log is
+//! new. A log that was replaced by an empty database without anchor is missing alike.
+//!
 //! ## What it cannot prove
 //!
 //! - Whoever holds the key and can write both the database and the anchor can rewrite
-//!   everything consistently. Keep the key outside the state directory (the hub reads it
-//!   from its configuration), and publish [`VerifyReport::head`] with its record count
-//!   somewhere the hub cannot write: a later log that does not contain that record was cut.
-//! - Without the key, removing the newest records goes unnoticed only if an older anchor
-//!   file is put back with them (for example restored from a backup).
+//!   everything consistently — everything after the last head the witness recorded, if
+//!   there is a witness the attacker cannot rewrite. Keep the key outside the state
+//!   directory (the hub refuses a key file inside it).
+//! - Without the key, removing the newest records goes unnoticed by [`AuditLog::verify`]
+//!   if an older anchor file is put back with them (for example restored from a backup);
+//!   [`AuditLog::verify_against`] notices if the witness recorded one of them.
+//! - Root on the hub can read the key from memory, stop the hub writing to the witness and
+//!   forge witness lines (they carry the same key): the witness holds only against
+//!   rewrites of what it recorded before, and only if its earlier lines cannot be removed.
 //! - The classification is evidence, not a proof of intent: combined tampering of the same
 //!   records may be reported under a neighbouring kind. Every change to the rows or the
 //!   index is reported as some problem.
@@ -121,8 +180,9 @@ mod error;
 mod log;
 mod record;
 mod verify;
+mod witness;
 
 pub use error::{AuditError, Result};
-pub use log::AuditLog;
+pub use log::{AuditLog, AuditOptions};
 pub use record::{AuditFilter, AuditRecord, ColumnAccessRecord, Outcome, RecordKind, StoredRecord};
 pub use verify::{TamperKind, Tampering, VerifyReport};

@@ -1,5 +1,6 @@
 //! The log: its SQLite database, appends, search and verification.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -13,7 +14,8 @@ use rusqlite::{
 use crate::chain::{self, AnchorState, Key, ZERO_HASH};
 use crate::error::{AuditError, Result};
 use crate::record::{AuditFilter, AuditRecord, StoredRecord, at_text};
-use crate::verify::{self, RowFacts, SearchColumns, VerifyReport};
+use crate::verify::{self, RowFacts, SearchColumns, TamperKind, Tampering, VerifyReport};
+use crate::witness;
 
 /// Bumped when the tables change; a newer database is refused rather than misread.
 const SCHEMA_VERSION: i64 = 1;
@@ -47,8 +49,30 @@ CREATE TRIGGER IF NOT EXISTS audit_person_no_delete BEFORE DELETE ON audit_perso
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
+/// How [`AuditLog::open_with`] opens a log: its witness, and what the caller knows of the
+/// hub's history. `AuditOptions::default()` is what [`AuditLog::open`] uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditOptions {
+    /// The witness file (crate docs, "The witness"): the chain head is appended to it when
+    /// the log opens and every [`witness_every`](Self::witness_every) records.
+    pub witness: Option<PathBuf>,
+    /// Witness the head every this many records; 0 means
+    /// [`DEFAULT_WITNESS_EVERY`](Self::DEFAULT_WITNESS_EVERY).
+    pub witness_every: u64,
+    /// Why the hub must already have an audit log (for example "the policy store has 3
+    /// versions"), or `None` for a hub that may be new. With a reason, a log without records
+    /// and without head anchor is a missing log, not a new one (crate docs, "A missing log").
+    pub history: Option<String>,
+}
+
+impl AuditOptions {
+    /// Records between witness entries when [`witness_every`](Self::witness_every) is 0.
+    pub const DEFAULT_WITNESS_EVERY: u64 = 100;
+}
+
 /// The tamper-evident audit log: an SQLite database plus its head anchor file
-/// (`<path>.head`). See the crate docs for the chain and what verification can prove.
+/// (`<path>.head`), and optionally a witness file elsewhere. See the crate docs for the
+/// chain and what verification can prove.
 ///
 /// `Send + Sync`: appends and searches share one connection behind a mutex; verification
 /// reads through its own connection, so it does not hold up appends.
@@ -57,6 +81,12 @@ pub struct AuditLog {
     anchor_path: PathBuf,
     key: Key,
     conn: Mutex<Connection>,
+    witness: Option<PathBuf>,
+    witness_every: u64,
+    /// Why the hub must have had a log before (from the options, or from the witness).
+    history: Option<String>,
+    /// Opened by [`AuditLog::without_key`]: every operation fails.
+    keyless: bool,
 }
 
 impl fmt::Debug for AuditLog {
@@ -65,6 +95,7 @@ impl fmt::Debug for AuditLog {
         f.debug_struct("AuditLog")
             .field("path", &self.path)
             .field("anchor_path", &self.anchor_path)
+            .field("witness", &self.witness)
             .finish_non_exhaustive()
     }
 }
@@ -86,7 +117,27 @@ impl AuditLog {
     ///
     /// Opening does not check the chain: a log opened with the wrong key still opens, so
     /// that [`verify`](Self::verify) can say so, but [`append`](Self::append) refuses.
+    ///
+    /// A new log (no records, no head anchor) gets a head anchor for "no records yet", so
+    /// that from then on an empty log without anchor can only be a removed one. Use
+    /// [`open_with`](Self::open_with) for a witness, or when the hub is known to have
+    /// history.
     pub fn open(path: &Path, key: &[u8]) -> Result<Self> {
+        Self::open_with(path, key, &AuditOptions::default())
+    }
+
+    /// [`open`](Self::open) with a witness and what is known of the hub's history.
+    ///
+    /// - With a witness, the current head is appended to it (unless its last entry is that
+    ///   head already); a witness that cannot be written fails the open
+    ///   ([`AuditError::Witness`]).
+    /// - A log without records and without head anchor is *missing* when
+    ///   [`AuditOptions::history`] gives a reason or the witness holds an entry past record
+    ///   0: it is not anchored as new, [`verify`](Self::verify) reports
+    ///   [`TamperKind::LogMissing`](crate::TamperKind::LogMissing) and
+    ///   [`append`](Self::append) refuses until
+    ///   [`acknowledge_missing`](Self::acknowledge_missing) records the loss.
+    pub fn open_with(path: &Path, key: &[u8], options: &AuditOptions) -> Result<Self> {
         let shown = path.display().to_string();
         let key = Key::new(key).ok_or_else(|| AuditError::EmptyKey {
             path: shown.clone(),
@@ -125,12 +176,132 @@ impl AuditLog {
             .map_err(store)?;
         let mut anchor = path.as_os_str().to_owned();
         anchor.push(".head");
-        Ok(AuditLog {
+        let mut log = AuditLog {
             path: path.to_owned(),
             anchor_path: PathBuf::from(anchor),
             key,
             conn: Mutex::new(conn),
+            witness: options.witness.clone(),
+            witness_every: match options.witness_every {
+                0 => AuditOptions::DEFAULT_WITNESS_EVERY,
+                n => n,
+            },
+            history: options.history.clone(),
+            keyless: false,
+        };
+        log.start()?;
+        Ok(log)
+    }
+
+    /// A log for a hub without audit key (allowed only for a hub without principals, which
+    /// runs no audited action): it touches no file, and appending, searching and verifying
+    /// fail with [`AuditError::NoKey`] — nothing is ever recorded and silently lost.
+    pub fn without_key(path: &Path) -> Result<Self> {
+        let mut anchor = path.as_os_str().to_owned();
+        anchor.push(".head");
+        let conn = Connection::open_in_memory().map_err(|source| AuditError::Store {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(AuditLog {
+            path: path.to_owned(),
+            anchor_path: PathBuf::from(anchor),
+            key: Key::new(b"unused: every operation is refused").expect("the key is not empty"),
+            conn: Mutex::new(conn),
+            witness: None,
+            witness_every: AuditOptions::DEFAULT_WITNESS_EVERY,
+            history: None,
+            keyless: true,
         })
+    }
+
+    /// Fails for a log opened [`without_key`](Self::without_key).
+    fn keyed(&self) -> Result<()> {
+        if self.keyless {
+            return Err(AuditError::NoKey { path: self.shown() });
+        }
+        Ok(())
+    }
+
+    /// At open: tell a new log from a missing one, anchor a new one, witness the head.
+    fn start(&mut self) -> Result<()> {
+        let head = self.head()?;
+        let anchor = chain::read_anchor(&self.anchor_path, &self.key)?;
+        if head.is_none() && anchor == AnchorState::Missing {
+            if self.history.is_none()
+                && let Some(w) = &self.witness
+            {
+                let highest =
+                    witness::highest(w, &self.key).map_err(|source| AuditError::Witness {
+                        path: w.display().to_string(),
+                        source,
+                    })?;
+                self.history = highest.filter(|e| e.seq > 0).map(|e| {
+                    format!(
+                        "the witness {} recorded record {} at {}",
+                        w.display(),
+                        e.seq,
+                        e.at
+                    )
+                });
+            }
+            if self.history.is_none() {
+                chain::write_anchor(&self.anchor_path, &self.key, 0, ZERO_HASH).map_err(
+                    |source| AuditError::AnchorWrite {
+                        path: self.anchor_path.display().to_string(),
+                        seq: 0,
+                        source,
+                    },
+                )?;
+            }
+        }
+        if let Some(w) = &self.witness {
+            let (seq, hash) = head.unwrap_or((0, ZERO_HASH.to_owned()));
+            if witness::last(w, &self.key).as_ref() != Some(&(seq, hash.clone())) {
+                self.witness_head(seq, &hash)
+                    .map_err(|source| AuditError::Witness {
+                        path: w.display().to_string(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The stored number and hash of the newest row, if any.
+    fn head(&self) -> Result<Option<(u64, String)>> {
+        self.lock()
+            .query_row(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((pos(r.get(0)?), text(r, 1)?)),
+            )
+            .optional()
+            .map_err(|e| self.store(e))
+    }
+
+    /// Appends (`seq`, `hash`) to the witness, if there is one.
+    fn witness_head(&self, seq: u64, hash: &str) -> std::io::Result<()> {
+        match &self.witness {
+            Some(w) => witness::append(w, &self.key, seq, hash, &at_text(&chrono::Utc::now())),
+            None => Ok(()),
+        }
+    }
+
+    /// The witness file, if the log has one.
+    pub fn witness_path(&self) -> Option<&Path> {
+        self.witness.as_deref()
+    }
+
+    /// Why the log should hold records although it has none and no head anchor: `Some`
+    /// while the log is missing (see [`open_with`](Self::open_with)).
+    pub fn missing(&self) -> Result<Option<String>> {
+        self.keyed()?;
+        let Some(history) = &self.history else {
+            return Ok(None);
+        };
+        let anchor = chain::read_anchor(&self.anchor_path, &self.key)?;
+        Ok((anchor == AnchorState::Missing && self.head()?.is_none()).then(|| history.clone()))
     }
 
     /// The log database.
@@ -155,6 +326,26 @@ impl AuditLog {
     /// each (136 records/s) on the development VM's ext4 disk, as printed by the ignored
     /// test `append_throughput`.
     pub fn append(&self, record: &AuditRecord) -> Result<u64> {
+        self.append_inner(record, false)
+    }
+
+    /// Appends `record` as record 1 of a log that is *missing* (see
+    /// [`open_with`](Self::open_with)): the operator's acknowledgement that the earlier log
+    /// is lost, which lets appends resume. The record should say who acknowledged it and
+    /// why. Refused when the log is not missing. The head is witnessed at once, so the
+    /// witness shows where the log restarted.
+    pub fn acknowledge_missing(&self, record: &AuditRecord) -> Result<u64> {
+        if self.missing()?.is_none() {
+            return Err(AuditError::Refused {
+                path: self.shown(),
+                reason: "the log is not missing, so there is no loss to acknowledge".into(),
+            });
+        }
+        self.append_inner(record, true)
+    }
+
+    fn append_inner(&self, record: &AuditRecord, acknowledging: bool) -> Result<u64> {
+        self.keyed()?;
         let json = serde_json::to_string(record).map_err(|source| AuditError::Encode {
             path: self.shown(),
             source,
@@ -180,7 +371,7 @@ impl AuditLog {
             )
             .optional()
             .map_err(|e| self.store(e))?;
-        self.check_continuation(&tx, tail.as_ref())?;
+        self.check_continuation(&tx, tail.as_ref(), acknowledging)?;
         let (seq, prev) = match tail {
             Some(t) => (t.seq + 1, t.hash),
             None => (1, ZERO_HASH.to_owned()),
@@ -222,17 +413,54 @@ impl AuditLog {
                 source,
             }
         })?;
+        if self.witness.is_some() && (acknowledging || seq_u.is_multiple_of(self.witness_every)) {
+            self.witness_head(seq_u, &hash)
+                .map_err(|source| AuditError::WitnessWrite {
+                    path: self
+                        .witness
+                        .as_ref()
+                        .map(|w| w.display().to_string())
+                        .unwrap_or_default(),
+                    seq: seq_u,
+                    source,
+                })?;
+        }
         Ok(seq_u)
     }
 
     /// Whether a new record may follow `tail` (see [`append`](Self::append)).
-    fn check_continuation(&self, conn: &Connection, tail: Option<&Tail>) -> Result<()> {
+    fn check_continuation(
+        &self,
+        conn: &Connection,
+        tail: Option<&Tail>,
+        acknowledging: bool,
+    ) -> Result<()> {
         let anchor = chain::read_anchor(&self.anchor_path, &self.key)?;
         let anchor_path = self.anchor_path.display();
         let evidence = "run the audit verification, keep the log and its anchor as evidence \
                         and start a new log at another path";
+        let empty_anchor = |a: &chain::Anchor| a.seq == 0 && a.hash == ZERO_HASH;
         let reason = match (tail, &anchor) {
-            (None, AnchorState::Missing) => return Ok(()),
+            (None, AnchorState::Missing) => match &self.history {
+                None => return Ok(()),
+                Some(_) if acknowledging => return Ok(()),
+                Some(history) => format!(
+                    "the audit log is missing: it has no records and no head anchor, but \
+                     {history}, so it was removed or replaced; keep the state directory as \
+                     evidence, and acknowledge the loss (`gridhub audit acknowledge-missing`) \
+                     to start a new log"
+                ),
+            },
+            _ if acknowledging => "the log is not missing".to_owned(),
+            // New, or the first append was interrupted before its anchor write.
+            (None, AnchorState::Valid(a)) if empty_anchor(a) => return Ok(()),
+            (Some(t), AnchorState::Valid(a))
+                if empty_anchor(a)
+                    && t.seq == 1
+                    && self.key.authenticates(1, &t.prev, &t.json, &t.hash) =>
+            {
+                return Ok(());
+            }
             (None, _) => format!(
                 "the log is empty but its head anchor {anchor_path} exists: the log was \
                  truncated or replaced; {evidence}"
@@ -295,9 +523,9 @@ impl AuditLog {
         })
     }
 
-    /// Checks the whole log and reports every piece of tampering found (see the crate docs
-    /// for what can be told apart). Errors only when the files cannot be read.
-    pub fn verify(&self) -> Result<VerifyReport> {
+    /// The report of [`verify`](Self::verify) and the hash stored under each number.
+    fn verify_snapshot(&self) -> Result<(VerifyReport, BTreeMap<u64, String>)> {
+        self.keyed()?;
         // The anchor first: an append commits before it writes the anchor, so a snapshot
         // taken after reading the anchor holds every anchored record, even with a writer
         // running (no false "truncated").
@@ -311,18 +539,76 @@ impl AuditLog {
         conn.busy_timeout(Duration::from_secs(10))
             .map_err(|e| self.store(e))?;
         let (rows, index) = self.read_all(&conn).map_err(|e| self.store(e))?;
-        let problems = verify::analyse(
+        let mut problems = verify::analyse(
             &self.key,
             &rows,
             &index,
             &anchor,
             &self.anchor_path.display().to_string(),
         );
-        Ok(VerifyReport {
-            records: rows.len() as u64,
-            head: rows.last().map(|r| r.hash().to_owned()),
-            problems,
-        })
+        if let Some(history) = &self.history
+            && rows.is_empty()
+            && anchor == AnchorState::Missing
+        {
+            problems.insert(
+                0,
+                Tampering {
+                    seq: 1,
+                    kind: TamperKind::LogMissing,
+                    detail: format!(
+                        "the audit log {} is missing: it has no records and no head anchor, \
+                         but {history}; it was removed or replaced",
+                        self.shown()
+                    ),
+                },
+            );
+        }
+        let stored = rows
+            .iter()
+            .filter(|r| r.seq() >= 1)
+            .map(|r| (pos(r.seq()), r.hash().to_owned()))
+            .collect();
+        Ok((
+            VerifyReport {
+                records: rows.len() as u64,
+                head: rows.last().map(|r| r.hash().to_owned()),
+                problems,
+            },
+            stored,
+        ))
+    }
+
+    /// Checks the whole log and reports every piece of tampering found (see the crate docs
+    /// for what can be told apart). Errors only when the files cannot be read.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        Ok(self.verify_snapshot()?.0)
+    }
+
+    /// [`verify`](Self::verify), then the log against the witness file at `witness`
+    /// (crate docs, "The witness"): records witnessed past the log's end (a cut tail, even
+    /// with the old head anchor put back), a witnessed head the log no longer has (a
+    /// rewrite with the key), and a witness that goes backwards (the log was cut and
+    /// opened again) are reported too.
+    pub fn verify_against(&self, witness: &Path) -> Result<VerifyReport> {
+        // Read before the log's snapshot, like the anchor: the hub witnesses a record only
+        // after committing it, so every entry read names a record the snapshot holds.
+        let text = std::fs::read_to_string(witness).map_err(|source| AuditError::Witness {
+            path: witness.display().to_string(),
+            source,
+        })?;
+        self.verify_against_text(&text, &witness.display().to_string())
+    }
+
+    /// [`verify_against`](Self::verify_against) with the witness file's contents (for
+    /// example sent by a remote auditor); `name` names it in the details.
+    pub fn verify_against_text(&self, witness: &str, name: &str) -> Result<VerifyReport> {
+        let lines = witness::parse(witness, &self.key);
+        let (mut report, stored) = self.verify_snapshot()?;
+        report
+            .problems
+            .extend(witness::compare(&lines, &stored, name));
+        report.problems.sort_by_key(|p| (p.seq, p.kind));
+        Ok(report)
     }
 
     /// Every row and index entry, from one snapshot.
@@ -362,6 +648,7 @@ impl AuditLog {
     /// The records matching `filter`, ordered by sequence number. Uses the search columns
     /// and the person index; run [`verify`](Self::verify) to know they were not altered.
     pub fn search(&self, filter: &AuditFilter) -> Result<Vec<StoredRecord>> {
+        self.keyed()?;
         let mut conditions = Vec::new();
         let mut values = Vec::new();
         if let Some(person) = &filter.person_id {
@@ -424,6 +711,7 @@ impl AuditLog {
 
     /// The number of records stored.
     pub fn len(&self) -> Result<u64> {
+        self.keyed()?;
         let n: i64 = self
             .lock()
             .query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))
@@ -452,6 +740,11 @@ impl AuditLog {
             source,
         }
     }
+}
+
+/// A stored sequence number as a position (rows numbered below 1 were inserted by hand).
+fn pos(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
 }
 
 /// A column as text whatever SQLite holds in it: rows written by hand may carry any type,

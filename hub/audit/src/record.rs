@@ -58,6 +58,9 @@ pub enum RecordKind {
     Emergency,
     /// A token issued or revoked (reserved for the hub server).
     Token,
+    /// An operator acknowledged that the audit log was missing, and a new one starts with
+    /// this record ([`AuditLog::acknowledge_missing`](crate::AuditLog::acknowledge_missing)).
+    AuditRestart,
 }
 
 /// How the audited event ended.

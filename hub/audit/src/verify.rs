@@ -61,6 +61,12 @@ pub enum TamperKind {
     Reordered,
     /// The newest records are missing, or the head anchor cannot vouch that they are not.
     Truncated,
+    /// The whole log is gone: no records and no head anchor, although the hub has history
+    /// (crate docs, "A missing log").
+    LogMissing,
+    /// The witness file itself is damaged, forged or written with another key, so it cannot
+    /// vouch for the log (crate docs, "The witness").
+    Witness,
 }
 
 impl fmt::Display for TamperKind {
@@ -71,6 +77,8 @@ impl fmt::Display for TamperKind {
             TamperKind::Inserted => "inserted",
             TamperKind::Reordered => "reordered",
             TamperKind::Truncated => "truncated",
+            TamperKind::LogMissing => "log missing",
+            TamperKind::Witness => "witness",
         })
     }
 }
@@ -130,6 +138,11 @@ impl RowFacts {
     /// The stored hash.
     pub(crate) fn hash(&self) -> &str {
         &self.hash
+    }
+
+    /// The stored sequence number.
+    pub(crate) fn seq(&self) -> i64 {
+        self.seq
     }
 }
 

@@ -125,10 +125,25 @@ pub enum EmergencyCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Check the hash chain: reports edited, deleted, inserted, reordered or truncated records
+    /// Check the hash chain: reports edited, deleted, inserted, reordered or truncated records,
+    /// and a missing log
     Verify {
         #[arg(long)]
         by: Option<String>,
+        /// Also compare the log with this witness file (`[hub] audit_witness`, or a copy of
+        /// it): catches a rewrite with the audit key and a cut tail the anchor hides. With
+        /// --server the file is read here and sent to the hub.
+        #[arg(long, value_name = "WITNESS")]
+        against: Option<PathBuf>,
+    },
+    /// Acknowledge that the audit log is missing (verify said "log missing"): start a new log
+    /// whose first record says who acknowledged the loss and why; audited actions resume
+    AcknowledgeMissing {
+        #[arg(long)]
+        by: Option<String>,
+        /// Why, for the record (what happened to the old log, where its evidence is kept)
+        #[arg(long)]
+        reason: String,
     },
     /// Search the audit log
     Search {
@@ -454,11 +469,21 @@ async fn emergency(backend: &Backend, what: EmergencyCommand) -> Result<(), Stri
 
 pub async fn audit(backend: &Backend, what: AuditCommand, format: Format) -> Result<(), String> {
     match what {
-        AuditCommand::Verify { by } => {
-            let report = backend.audit_verify(&by).await?;
+        AuditCommand::Verify { by, against } => {
+            let request = match &against {
+                Some(path) => pb::VerifyRequest {
+                    witness: Some(read(path)?),
+                    witness_name: path.display().to_string(),
+                },
+                None => pb::VerifyRequest::default(),
+            };
+            let report = backend.audit_verify(&by, request).await?;
             if report.problems.is_empty() {
+                let against = against
+                    .map(|w| format!(", agrees with the witness {}", w.display()))
+                    .unwrap_or_default();
                 println!(
-                    "audit log intact: {} records, head {}",
+                    "audit log intact: {} records, head {}{against}",
                     report.records, report.head
                 );
                 Ok(())
@@ -466,12 +491,27 @@ pub async fn audit(backend: &Backend, what: AuditCommand, format: Format) -> Res
                 for p in &report.problems {
                     println!("record {}: {} — {}", p.seq, p.kind, p.detail);
                 }
+                let missing = report.problems.iter().any(|p| p.kind == "log missing");
                 Err(format!(
-                    "the audit log was tampered with: {} problem(s) in {} records",
+                    "the audit log was tampered with: {} problem(s) in {} records{}",
                     report.problems.len(),
-                    report.records
+                    report.records,
+                    if missing {
+                        "; audited actions are refused until the loss is acknowledged \
+                         (gridhub audit acknowledge-missing --by ID --reason TEXT)"
+                    } else {
+                        ""
+                    }
                 ))
             }
+        }
+        AuditCommand::AcknowledgeMissing { by, reason } => {
+            let seq = backend.audit_acknowledge_missing(&by, &reason).await?;
+            println!(
+                "a new audit log starts with record {seq}, which records the acknowledgement; \
+                 keep the old witness and state as evidence"
+            );
+            Ok(())
         }
         AuditCommand::Search {
             by,

@@ -384,16 +384,40 @@ impl Backend {
         }
     }
 
-    pub async fn audit_verify(&self, by: &Option<String>) -> Result<pb::VerifyReport, String> {
+    /// Verify the audit log, against the witness text `q` carries if any (remotely it is
+    /// sent to the hub, which compares it with its log).
+    pub async fn audit_verify(
+        &self,
+        by: &Option<String>,
+        q: pb::VerifyRequest,
+    ) -> Result<pb::VerifyReport, String> {
         let by = self.actor(by)?;
         match self {
-            Backend::Local(hub) => api::audit_verify(hub, &by).map_err(local_error),
+            Backend::Local(hub) => api::audit_verify(hub, &by, &q).map_err(local_error),
             Backend::Remote(r) => r
                 .audit()
-                .verify(pb::VerifyRequest {})
+                .verify(q)
                 .await
                 .map(|r| r.into_inner())
                 .map_err(remote_error),
+        }
+    }
+
+    /// Acknowledge a missing audit log (on the hub's own config only: the loss of the log
+    /// is handled where the state dir is, not over the network).
+    pub async fn audit_acknowledge_missing(
+        &self,
+        by: &Option<String>,
+        reason: &str,
+    ) -> Result<u64, String> {
+        let by = self.actor(by)?;
+        match self {
+            Backend::Local(hub) => hub
+                .audit_acknowledge_missing(&by, reason)
+                .map_err(local_error),
+            Backend::Remote(_) => Err("acknowledge a missing audit log on the hub's host, with \
+                                       its config (without --server)"
+                .into()),
         }
     }
 

@@ -12,10 +12,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use gridhub_audit::{AuditFilter, Outcome, RecordKind, StoredRecord, VerifyReport};
+use gridhub_audit::{
+    AuditFilter, AuditLog, AuditOptions, AuditRecord, Outcome, RecordKind, StoredRecord,
+    VerifyReport,
+};
 use gridhub_policy::{
-    Emergency, NewProposal, Policy, PolicyChange, PolicyError, PolicyVersion, Principal, Proposal,
-    ProposalState, TableDecision, Widening, summarize, widenings,
+    Emergency, NewProposal, Policy, PolicyChange, PolicyError, PolicyStore, PolicyVersion,
+    Principal, Proposal, ProposalState, TableDecision, Widening, summarize, widenings,
 };
 
 use crate::error::{EngineError, Result};
@@ -465,11 +468,53 @@ impl Hub {
             .collect())
     }
 
-    /// Verify the audit chain.
+    /// Verify the audit chain (and whether the log is missing).
     pub fn audit_verify(&self, by: &str) -> Result<VerifyReport> {
         let gov = self.governance();
         gov.require(gov.principal(by)?, "read_audit")?;
         Ok(gov.audit().verify()?)
+    }
+
+    /// Verify the audit chain, then the log against a witness file's contents (`witness`,
+    /// named `name` in the report): see `gridhub_audit::AuditLog::verify_against`.
+    pub fn audit_verify_against(
+        &self,
+        by: &str,
+        witness: &str,
+        name: &str,
+    ) -> Result<VerifyReport> {
+        let gov = self.governance();
+        gov.require(gov.principal(by)?, "read_audit")?;
+        Ok(gov.audit().verify_against_text(witness, name)?)
+    }
+
+    /// Acknowledge that the audit log is missing (it was removed from a hub with history):
+    /// a new log starts with a record saying who acknowledged it, why, and what showed the
+    /// history, and audited actions resume. Needs `manage_policy`; refused when the log is
+    /// not missing.
+    pub fn audit_acknowledge_missing(&self, by: &str, reason: &str) -> Result<u64> {
+        let gov = self.governance();
+        let actor = gov.principal(by)?;
+        gov.require(actor, "manage_policy")?;
+        let missing = gov.audit().missing()?.unwrap_or_default();
+        Ok(gov.audit().acknowledge_missing(&AuditRecord {
+            at: Utc::now(),
+            kind: RecordKind::AuditRestart,
+            principal: actor.id.clone(),
+            roles: actor.roles.clone(),
+            area: actor.area.clone(),
+            purpose: None,
+            text: format!("acknowledge the loss of the audit log: {reason}"),
+            tables: Vec::new(),
+            columns: Vec::new(),
+            rows: None,
+            outcome: Outcome::Ok,
+            message: Some(format!("the log was missing although {missing}")),
+            duration_ms: None,
+            person_ids: Vec::new(),
+            person_ids_truncated: false,
+            started_seq: None,
+        })?)
     }
 
     /// Search the audit log.
@@ -478,4 +523,46 @@ impl Hub {
         gov.require(gov.principal(by)?, "read_audit")?;
         Ok(gov.audit().search(filter)?)
     }
+}
+
+/// Opens the hub's audit log, with its witness and what the hub's other state says about its
+/// history. Called by `Governance::open` before the default policy is applied, so a policy
+/// version in the store means the log was opened (and anchored) before.
+pub(crate) fn open_audit_log(hub: &Hub, store: &PolicyStore) -> Result<AuditLog> {
+    let config = hub.config();
+    let path = config.state_dir.join("audit.db");
+    let Some(key) = &config.audit_key else {
+        // Only a hub without principals (the config refuses the rest): it audits nothing.
+        return Ok(AuditLog::without_key(&path)?);
+    };
+    let options = AuditOptions {
+        witness: config.audit_witness.clone(),
+        witness_every: config.audit_witness_every,
+        history: audit_history(hub, store)?,
+    };
+    Ok(AuditLog::open_with(&path, key.as_bytes(), &options)?)
+}
+
+/// Why the hub must already have an audit log, from the state next to it: policy versions
+/// (the first is applied by the open that creates the log), emergencies and catalog loads
+/// (a load runs in a hub that opened the log). `None` for a new hub.
+fn audit_history(hub: &Hub, store: &PolicyStore) -> Result<Option<String>> {
+    let versions = store.history()?.len();
+    let emergencies = store.emergencies()?.len();
+    let loads = hub
+        .store()
+        .sources()?
+        .iter()
+        .filter(|s| s.last_load.is_some())
+        .count();
+    let facts: Vec<String> = [
+        (versions, "policy version"),
+        (emergencies, "emergency"),
+        (loads, "loaded source"),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}{}", if n == 1 { "" } else { "s" }))
+    .collect();
+    Ok((!facts.is_empty()).then(|| format!("the hub's state has {}", facts.join(", "))))
 }

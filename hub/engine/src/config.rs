@@ -27,9 +27,19 @@ pub struct HubSection {
     /// Serve shared tables from the snapshot of the last load (default true).
     #[serde(default)]
     pub snapshots: Option<bool>,
-    /// Key of the audit log's hash chain (default: derived from the pseudonym key).
+    /// Key of the audit log's hash chain, inline (prefer `audit_key_file`).
     #[serde(default)]
     pub audit_key: Option<String>,
+    /// A file holding the audit key (outside the state dir).
+    #[serde(default)]
+    pub audit_key_file: Option<String>,
+    /// The audit witness: an append-only file on another file system that records the
+    /// chain head (gridhub-audit's docs, "The witness").
+    #[serde(default)]
+    pub audit_witness: Option<String>,
+    /// Witness the chain head every this many records (default 100).
+    #[serde(default)]
+    pub audit_witness_every: Option<u64>,
 }
 
 /// `[server]` as written: how `gridhub serve` listens and guards queries.
@@ -311,8 +321,13 @@ pub struct HubConfig {
     pub load_memory_mb: usize,
     /// Serve `public.*` from snapshots written by each load (false: always the live views).
     pub snapshots: bool,
-    /// Key of the audit log's hash chain.
-    pub audit_key: String,
+    /// Key of the audit log's hash chain: never the pseudonym key, never read from the state
+    /// dir. `None` only for a hub without principals, which audits nothing.
+    pub audit_key: Option<String>,
+    /// The audit witness file, outside the state dir.
+    pub audit_witness: Option<PathBuf>,
+    /// Records between witness entries.
+    pub audit_witness_every: u64,
     /// Who may query, with roles and jurisdiction (`[[principals]]`).
     pub principals: Vec<Principal>,
     pub sources: Vec<SourceConfig>,
@@ -335,6 +350,9 @@ pub const ENV_BATCH_SIZE: &str = "GRIDHUB_BATCH_SIZE";
 pub const ENV_LOAD_MEMORY_MB: &str = "GRIDHUB_LOAD_MEMORY_MB";
 pub const ENV_SNAPSHOTS: &str = "GRIDHUB_SNAPSHOTS";
 pub const ENV_AUDIT_KEY: &str = "GRIDHUB_AUDIT_KEY";
+
+/// Records between audit witness entries when `audit_witness_every` is not set.
+pub const DEFAULT_AUDIT_WITNESS_EVERY: u64 = 100;
 
 impl HubConfig {
     /// Read and validate the config file at `path`, layering the environment under it.
@@ -368,6 +386,9 @@ impl HubConfig {
             load_memory_mb: None,
             snapshots: None,
             audit_key: None,
+            audit_key_file: None,
+            audit_witness: None,
+            audit_witness_every: None,
         });
         let base = path
             .parent()
@@ -435,18 +456,26 @@ impl HubConfig {
             },
         };
 
-        let audit_key = match hub.audit_key.or_else(|| env(ENV_AUDIT_KEY)) {
-            Some(k) if k.len() < 16 => {
-                return Err(err("the audit key must be at least 16 characters".into()));
-            }
-            Some(k) => k,
-            // Derived, so a config that sets only the pseudonym key still has a keyed chain;
-            // set a separate key kept outside the state dir in production.
-            None => {
-                use sha2::{Digest, Sha256};
-                hex::encode(Sha256::digest(format!("gridhub-audit:{pseudonym_key}")))
+        let resolve = |p: String| {
+            if Path::new(&p).is_absolute() {
+                PathBuf::from(p)
+            } else {
+                base.join(p)
             }
         };
+        let audit = AuditKeys::resolve(
+            AuditKeys {
+                key: hub.audit_key,
+                key_file: hub.audit_key_file.map(resolve),
+                witness: hub.audit_witness.map(resolve),
+                witness_every: hub.audit_witness_every,
+            },
+            &state_dir,
+            &pseudonym_key,
+            !file.principals.is_empty(),
+            &env,
+        )
+        .map_err(err)?;
         let server =
             ServerConfig::resolve(file.server.clone().unwrap_or_default(), &base, &env, &err)?;
         let policy = PolicyConfig::resolve(file.policy.clone().unwrap_or_default(), &err)?;
@@ -557,7 +586,9 @@ impl HubConfig {
             batch_size,
             load_memory_mb,
             snapshots,
-            audit_key,
+            audit_key: audit.key,
+            audit_witness: audit.witness,
+            audit_witness_every: audit.witness_every,
             principals: file.principals,
             sources,
             tables: file.tables,
@@ -586,6 +617,132 @@ impl HubConfig {
                 ..Default::default()
             })
     }
+}
+
+/// The audit keys of `[hub]` as written (paths resolved against the config's directory).
+struct AuditKeys {
+    key: Option<String>,
+    key_file: Option<PathBuf>,
+    witness: Option<PathBuf>,
+    witness_every: Option<u64>,
+}
+
+/// The resolved audit keys.
+struct ResolvedAudit {
+    key: Option<String>,
+    witness: Option<PathBuf>,
+    witness_every: u64,
+}
+
+impl AuditKeys {
+    /// The audit key and witness. Fails closed: a hub with principals needs a key of its
+    /// own — not the pseudonym key, and not from a file in the state dir, where whoever can
+    /// rewrite the log could read it.
+    fn resolve(
+        self,
+        state_dir: &Path,
+        pseudonym_key: &str,
+        has_principals: bool,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> std::result::Result<ResolvedAudit, String> {
+        let outside_state = |what: &str, path: &Path| {
+            if lies_inside(path, state_dir) {
+                Err(format!(
+                    "[hub] {what} = '{}' lies inside the state dir {}: keep it on another path \
+                     (whoever can rewrite the state dir must not be able to read or rewrite it)",
+                    path.display(),
+                    state_dir.display()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let key = match (self.key, self.key_file) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "[hub] sets both audit_key and audit_key_file: set one of them".to_owned(),
+                );
+            }
+            (Some(k), None) => Some(k),
+            (None, Some(file)) => {
+                outside_state("audit_key_file", &file)?;
+                let text = std::fs::read_to_string(&file).map_err(|e| {
+                    format!(
+                        "[hub] audit_key_file = '{}' cannot be read: {e}",
+                        file.display()
+                    )
+                })?;
+                Some(text.trim_end_matches(['\n', '\r']).to_owned())
+            }
+            (None, None) => env(ENV_AUDIT_KEY),
+        };
+        match &key {
+            Some(k) if k.len() < 16 => {
+                return Err("the audit key must be at least 16 characters".into());
+            }
+            Some(k) if k == pseudonym_key => {
+                return Err(format!(
+                    "the audit key is the pseudonym key: give the audit log a key of its own \
+                     ([hub] audit_key_file, audit_key or {ENV_AUDIT_KEY})"
+                ));
+            }
+            None if has_principals => {
+                return Err(format!(
+                    "no audit key: a hub with principals audits every query; set [hub] \
+                     audit_key_file (a file outside the state dir), audit_key, or the \
+                     environment variable {ENV_AUDIT_KEY}"
+                ));
+            }
+            _ => {}
+        }
+        if let Some(w) = &self.witness {
+            outside_state("audit_witness", w)?;
+            if key.is_none() {
+                return Err(format!(
+                    "[hub] audit_witness needs an audit key: set [hub] audit_key_file, audit_key \
+                     or {ENV_AUDIT_KEY}"
+                ));
+            }
+        }
+        let witness_every = self.witness_every.unwrap_or(DEFAULT_AUDIT_WITNESS_EVERY);
+        if witness_every == 0 {
+            return Err("[hub] audit_witness_every must be positive".into());
+        }
+        Ok(ResolvedAudit {
+            key,
+            witness: self.witness,
+            witness_every,
+        })
+    }
+}
+
+/// Whether `path` is `dir` or lies under it, following symbolic links where the paths
+/// exist (a key file reached through a link into the state dir lies inside it).
+fn lies_inside(path: &Path, dir: &Path) -> bool {
+    normalized(path).starts_with(normalized(dir))
+}
+
+/// The canonical path where it exists (or its parent does), else `..` and `.` resolved.
+fn normalized(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    if let (Some(parent), Some(name)) = (path.parent(), path.file_name())
+        && let Ok(p) = parent.canonicalize()
+    {
+        return p.join(name);
+    }
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -669,5 +826,134 @@ path = "a.csv"
         let typo = "[hub]\nstate_dri = \"x\"\n";
         let e = HubConfig::parse(p, typo, env).unwrap_err().to_string();
         assert!(e.contains("state_dri"), "{e}");
+    }
+
+    const PRINCIPAL: &str = r#"
+[[principals]]
+id = "wu.audit"
+name = "吴审"
+roles = ["auditor"]
+area = "4201"
+"#;
+
+    fn with_hub(hub: &str) -> String {
+        format!("[hub]\nstate_dir = \"state\"\n{hub}\n{MINIMAL}{PRINCIPAL}")
+    }
+
+    #[test]
+    fn audit_key_is_required_with_principals_and_never_the_pseudonym_key() {
+        let p = Path::new("/etc/gridhub/gridhub.toml");
+        let pseudonym = "pseudonym-key-0123456789";
+        let env = |k: &str| (k == ENV_PSEUDONYM_KEY).then(|| pseudonym.to_string());
+        // Principals and no audit key: refused, naming the key and the variable.
+        let e = HubConfig::parse(p, &with_hub(""), env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("audit_key_file") && e.contains(ENV_AUDIT_KEY),
+            "{e}"
+        );
+        // Without principals nothing is audited, and no key is needed.
+        let c = HubConfig::parse(p, MINIMAL, env).unwrap();
+        assert_eq!(c.audit_key, None);
+        // The pseudonym key as audit key, inline or from the environment: refused.
+        let same = with_hub(&format!("audit_key = \"{pseudonym}\""));
+        let e = HubConfig::parse(p, &same, env).unwrap_err().to_string();
+        assert!(e.contains("pseudonym key"), "{e}");
+        let env_same =
+            |k: &str| (k == ENV_PSEUDONYM_KEY || k == ENV_AUDIT_KEY).then(|| pseudonym.to_string());
+        let e = HubConfig::parse(p, &with_hub(""), env_same)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pseudonym key"), "{e}");
+        // A key of its own, from the environment.
+        let env_own = |k: &str| match k {
+            ENV_PSEUDONYM_KEY => Some(pseudonym.to_string()),
+            ENV_AUDIT_KEY => Some("audit-key-from-the-environment".to_string()),
+            _ => None,
+        };
+        let c = HubConfig::parse(p, &with_hub(""), env_own).unwrap();
+        assert_eq!(
+            c.audit_key.as_deref(),
+            Some("audit-key-from-the-environment")
+        );
+        assert_eq!(c.audit_witness, None);
+        assert_eq!(c.audit_witness_every, DEFAULT_AUDIT_WITNESS_EVERY);
+    }
+
+    #[test]
+    fn audit_key_file_is_read_and_must_lie_outside_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("gridhub.toml");
+        std::fs::create_dir(dir.path().join("state")).unwrap();
+        let env = |k: &str| (k == ENV_PSEUDONYM_KEY).then(|| "pseudonym-key-0123456789".into());
+        std::fs::write(dir.path().join("audit.key"), "audit-key-from-a-file-0123\n").unwrap();
+        let c = HubConfig::parse(&p, &with_hub("audit_key_file = \"audit.key\""), env).unwrap();
+        assert_eq!(c.audit_key.as_deref(), Some("audit-key-from-a-file-0123"));
+
+        // Inside the state dir, also through `..` or a symbolic link: refused before reading.
+        std::fs::write(
+            dir.path().join("state/audit.key"),
+            "audit-key-from-a-file-0123",
+        )
+        .unwrap();
+        for inside in [
+            "state/audit.key",
+            "./other/../state/audit.key",
+            "state/missing.key",
+        ] {
+            let text = with_hub(&format!("audit_key_file = \"{inside}\""));
+            let e = HubConfig::parse(&p, &text, env).unwrap_err().to_string();
+            assert!(e.contains("inside the state dir"), "{inside}: {e}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path().join("state"), dir.path().join("link")).unwrap();
+            let text = with_hub("audit_key_file = \"link/audit.key\"");
+            let e = HubConfig::parse(&p, &text, env).unwrap_err().to_string();
+            assert!(e.contains("inside the state dir"), "{e}");
+        }
+        let missing = with_hub("audit_key_file = \"nowhere.key\"");
+        let e = HubConfig::parse(&p, &missing, env).unwrap_err().to_string();
+        assert!(
+            e.contains("nowhere.key") && e.contains("cannot be read"),
+            "{e}"
+        );
+        let both =
+            with_hub("audit_key_file = \"audit.key\"\naudit_key = \"audit-key-inline-0123\"");
+        let e = HubConfig::parse(&p, &both, env).unwrap_err().to_string();
+        assert!(e.contains("both"), "{e}");
+    }
+
+    #[test]
+    fn audit_witness_lies_outside_the_state_dir() {
+        let p = Path::new("/etc/gridhub/gridhub.toml");
+        let env = |k: &str| match k {
+            ENV_PSEUDONYM_KEY => Some("pseudonym-key-0123456789".to_string()),
+            ENV_AUDIT_KEY => Some("audit-key-0123456789".to_string()),
+            _ => None,
+        };
+        let c = HubConfig::parse(
+            p,
+            &with_hub(
+                "audit_witness = \"/mnt/witness/gridhub-audit.witness\"\naudit_witness_every = 7",
+            ),
+            env,
+        )
+        .unwrap();
+        assert_eq!(
+            c.audit_witness,
+            Some(PathBuf::from("/mnt/witness/gridhub-audit.witness"))
+        );
+        assert_eq!(c.audit_witness_every, 7);
+        let inside = with_hub("audit_witness = \"state/audit.witness\"");
+        let e = HubConfig::parse(p, &inside, env).unwrap_err().to_string();
+        assert!(
+            e.contains("audit_witness") && e.contains("inside the state dir"),
+            "{e}"
+        );
+        let zero = with_hub("audit_witness = \"/mnt/w\"\naudit_witness_every = 0");
+        let e = HubConfig::parse(p, &zero, env).unwrap_err().to_string();
+        assert!(e.contains("audit_witness_every"), "{e}");
     }
 }

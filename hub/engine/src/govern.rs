@@ -170,10 +170,8 @@ impl Governance {
     pub(crate) async fn open(governed: GovernedTables, hub: &Hub) -> Result<Self> {
         let config = hub.config();
         let store = PolicyStore::open(&config.state_dir.join("policy.db"))?;
-        let audit = AuditLog::open(
-            &config.state_dir.join("audit.db"),
-            config.audit_key.as_bytes(),
-        )?;
+        // Before the default policy is applied: a policy version means an earlier open.
+        let audit = crate::admin::open_audit_log(hub, &store)?;
         let known = Known {
             tables: governed.tables,
             sources: config.sources.iter().map(|s| s.name.clone()).collect(),

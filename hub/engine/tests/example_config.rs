@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use gridhub_engine::HubConfig;
-use gridhub_engine::config::ENV_PSEUDONYM_KEY;
+use gridhub_engine::config::{ENV_AUDIT_KEY, ENV_PSEUDONYM_KEY};
 
 #[test]
 fn the_example_config_is_valid() {
@@ -38,8 +38,28 @@ fn the_server_example_config_is_valid() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/gridhub-server.example.toml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let env = |k: &str| (k == ENV_PSEUDONYM_KEY).then(|| "from-the-service-environment".into());
+    let pseudonym_only =
+        |k: &str| (k == ENV_PSEUDONYM_KEY).then(|| "from-the-service-environment".into());
+    // It has principals: without an audit key it is refused, naming the variable.
+    let e = HubConfig::parse(&path, &text, pseudonym_only)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(ENV_AUDIT_KEY), "{e}");
+    let env = |k: &str| match k {
+        ENV_PSEUDONYM_KEY => Some("from-the-service-environment".into()),
+        ENV_AUDIT_KEY => Some("audit-key-from-the-service-environment".into()),
+        _ => None,
+    };
     let config = HubConfig::parse(&path, &text, env).unwrap();
+    assert_eq!(
+        config.audit_key.as_deref(),
+        Some("audit-key-from-the-service-environment")
+    );
+    assert_eq!(
+        config.audit_witness.as_deref(),
+        Some(Path::new("/srv/gridhub-witness/gridhub-audit.witness"))
+    );
+    assert_eq!(config.audit_witness_every, 100);
     let server = &config.server;
     assert_eq!(server.listen, "0.0.0.0:50051".parse().unwrap());
     assert_eq!(

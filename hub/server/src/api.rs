@@ -455,8 +455,18 @@ pub fn emergency_list(hub: &Hub, by: &str) -> Result<pb::EmergencyList> {
     })
 }
 
-pub fn audit_verify(hub: &Hub, by: &str) -> Result<pb::VerifyReport> {
-    let report = hub.audit_verify(by)?;
+/// Verify the audit chain, and against the witness text the request carries, if any.
+pub fn audit_verify(hub: &Hub, by: &str, q: &pb::VerifyRequest) -> Result<pb::VerifyReport> {
+    let report = match &q.witness {
+        Some(text) => {
+            let name = match q.witness_name.as_str() {
+                "" => "sent by the client",
+                n => n,
+            };
+            hub.audit_verify_against(by, text, name)?
+        }
+        None => hub.audit_verify(by)?,
+    };
     Ok(pb::VerifyReport {
         records: report.records as i64,
         head: report.head.unwrap_or_default(),

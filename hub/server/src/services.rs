@@ -219,7 +219,11 @@ impl AuditService for HubServices {
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyReport>, Status> {
         let caller = self.caller(&request, "AuditVerify")?;
-        self.answer(api::audit_verify(&self.state.hub, &caller.principal.id))
+        self.answer(api::audit_verify(
+            &self.state.hub,
+            &caller.principal.id,
+            request.get_ref(),
+        ))
     }
 
     async fn search(

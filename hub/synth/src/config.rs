@@ -201,6 +201,12 @@ pub fn hub_config() -> String {
     let _ = writeln!(s, "pseudonym_key = {}", q(DEMO_PSEUDONYM_KEY));
     let _ = writeln!(
         s,
+        "# The audit log's key: random, written by `gridhub demo` next to this file, outside\n\
+         # the state dir (docs/audit.md)."
+    );
+    let _ = writeln!(s, "audit_key_file = {}", q(crate::AUDIT_KEY_FILE));
+    let _ = writeln!(
+        s,
         "\n# `gridhub serve`: plaintext on loopback for the demo (deploy/README.md: TLS, mTLS).\n\
          [server]\n\
          listen = \"127.0.0.1:50051\"\n\

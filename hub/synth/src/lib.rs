@@ -47,7 +47,8 @@
 //! # Ok::<(), gridhub_synth::SynthError>(())
 //! ```
 //!
-//! Same scale and seed give byte-identical files.
+//! Same scale and seed give byte-identical files (all but `audit.key`, the demo hub's random
+//! audit key, written once and kept).
 
 #[cfg(test)]
 mod check;
@@ -80,6 +81,9 @@ use tables::TableId;
 pub const GENERATOR_VERSION: u32 = 1;
 /// The config file written into the data directory.
 pub const CONFIG_FILE: &str = "gridhub.toml";
+/// The demo hub's audit key, next to the config and outside its state dir (`.gridhub`):
+/// random, written once and kept across regenerations so the audit log stays verifiable.
+pub const AUDIT_KEY_FILE: &str = "audit.key";
 /// The manifest, written last.
 pub const MANIFEST_FILE: &str = ".synth.json";
 /// The ground truth, written just before the manifest.
@@ -180,7 +184,8 @@ pub fn is_generated(dir: &Path, opts: &GenerateOptions) -> bool {
     let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
         return false;
     };
-    m.generator == GENERATOR
+    dir.join(AUDIT_KEY_FILE).is_file()
+        && m.generator == GENERATOR
         && m.version == GENERATOR_VERSION
         && m.scale == opts.scale
         && m.seed == opts.seed
@@ -262,6 +267,7 @@ impl City {
             Ok(())
         };
         write_plain(CONFIG_FILE, hub_config().as_bytes())?;
+        write_audit_key(&dir.join(AUDIT_KEY_FILE))?;
         let truth = serde_json::to_vec_pretty(&self.truth())?;
         write_plain(TRUTH_FILE, &truth)?;
 
@@ -283,6 +289,29 @@ impl City {
             elapsed: started.elapsed(),
         })
     }
+}
+
+/// Writes a random audit key to `path` (readable by the owner only) unless a key is there
+/// already: a new key would make the existing audit log unverifiable.
+fn write_audit_key(path: &Path) -> Result<(), SynthError> {
+    use rand::TryRngCore;
+    use std::io::Write;
+    if path.is_file() {
+        return Ok(());
+    }
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut secret)
+        .map_err(|e| std::io::Error::other(format!("no randomness from the OS: {e}")))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    writeln!(file, "{hex}")?;
+    file.sync_all()?;
+    Ok(())
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), SynthError> {

@@ -48,7 +48,16 @@ fn same_seed_same_bytes_other_seed_other_data() {
     let (fa, fb, fc) = (files(a.path()), files(b.path()), files(c.path()));
     assert!(fa.len() >= 13, "{:?}", fa.keys().collect::<Vec<_>>());
     assert_eq!(fa.keys().collect::<Vec<_>>(), fb.keys().collect::<Vec<_>>());
-    for (path, bytes) in &fa {
+    // The audit key is the one random file: 32 bytes from the OS, hex, per directory.
+    let key = Path::new(gridhub_synth::AUDIT_KEY_FILE);
+    let (ka, kb) = (
+        String::from_utf8_lossy(&fa[key]),
+        String::from_utf8_lossy(&fb[key]),
+    );
+    assert_eq!(ka.trim_end().len(), 64, "{ka}");
+    assert!(ka.trim_end().bytes().all(|b| b.is_ascii_hexdigit()), "{ka}");
+    assert_ne!(ka, kb, "two demo hubs share an audit key");
+    for (path, bytes) in fa.iter().filter(|(p, _)| p.as_path() != key) {
         assert!(
             bytes == &fb[path],
             "{} differs between two runs",
@@ -217,6 +226,10 @@ fn config_is_valid_and_maps_every_table() {
     let config: toml::Value = toml::from_str(&text).unwrap();
     assert_eq!(config["hub"]["state_dir"].as_str(), Some(".gridhub"));
     assert!(config["hub"]["pseudonym_key"].as_str().unwrap().len() >= 16);
+    // The audit key is a file of its own, outside the state dir.
+    let key_file = config["hub"]["audit_key_file"].as_str().unwrap();
+    assert!(dir.path().join(key_file).is_file(), "{key_file}");
+    assert!(!Path::new(key_file).starts_with(".gridhub"), "{key_file}");
     let sources: Vec<&str> = config["sources"]
         .as_array()
         .unwrap()
@@ -381,6 +394,26 @@ fn manifest_marks_a_finished_generation() {
             .iter()
             .any(|f| f.path == "community_register.sqlite")
     );
+    // The audit key survives a regeneration (the demo's audit log stays verifiable), and a
+    // directory without it is not "generated".
+    let key_path = dir.path().join(gridhub_synth::AUDIT_KEY_FILE);
+    let key = std::fs::read(&key_path).unwrap();
+    city.write(dir.path(), &NoProgress).unwrap();
+    assert_eq!(std::fs::read(&key_path).unwrap(), key);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "the audit key is readable by others: {mode:o}"
+        );
+    }
+    std::fs::remove_file(&key_path).unwrap();
+    assert!(!is_generated(dir.path(), &opts));
+    city.write(dir.path(), &NoProgress).unwrap();
+    assert!(is_generated(dir.path(), &opts));
     // A damaged directory is not "generated".
     std::fs::write(dir.path().join("sensor_feed/sensor_reading.parquet"), b"x").unwrap();
     assert!(!is_generated(dir.path(), &opts));
