@@ -232,14 +232,15 @@ pub fn scalar_allowed(name: &str) -> bool {
     }
 }
 
-/// The functions of `state` a principal may call: (scalar, aggregate, window).
-pub(crate) fn allowed(
-    state: &SessionState,
-) -> (
+/// Scalar, aggregate and window functions a principal may call.
+pub(crate) type Allowed = (
     Vec<Arc<ScalarUDF>>,
     Vec<Arc<AggregateUDF>>,
     Vec<Arc<WindowUDF>>,
-) {
+);
+
+/// The functions of `state` a principal may call: (scalar, aggregate, window).
+pub(crate) fn allowed(state: &SessionState) -> Allowed {
     let mut scalar: Vec<_> = state
         .scalar_functions()
         .values()

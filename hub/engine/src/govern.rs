@@ -892,6 +892,7 @@ impl Hub {
 
     /// Plan a governed query (with `params` bound to `$1`, … when given) up to `stage`: the
     /// frame, its physical plan, and until when its decisions hold.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn plan_governed(
         &self,
         principal: &Principal,
