@@ -64,7 +64,8 @@ fn masked(
     let value = value.as_deref()?;
     match column {
         "id_number" => Some(mask_id_number(value)),
-        "name" => Some(mask_name(value)),
+        // A reporter is a resident: masked like a name.
+        "name" | "reported_by" => Some(mask_name(value)),
         "phone" => Some(mask_phone(value)),
         // The year kept, as a date: 1 January.
         "birth_date" => Some(format!("{}-01-01", &value[..4])),

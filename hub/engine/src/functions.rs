@@ -91,7 +91,7 @@ pub const SCALAR: &[&str] = &[
     "ascii",
     "bit_length",
     "btrim",
-    "char_length",
+    "character_length",
     "chr",
     "concat",
     "concat_ws",
@@ -146,6 +146,8 @@ pub const SCALAR: &[&str] = &[
     "to_timestamp_nanos",
     "to_unixtime",
     "to_local_time",
+    "make_time",
+    "to_time",
     // unkeyed hashes of values the query can read
     "md5",
     "sha224",
@@ -166,6 +168,13 @@ pub const SCALAR: &[&str] = &[
     "string_to_array",
     "array_distinct",
     "array_sort",
+    "array_slice",
+    "array_min",
+    "array_max",
+    "array_sum",
+    "array_avg",
+    "array_reverse",
+    "empty",
 ];
 
 /// DataFusion aggregate functions a principal may call. Aggregates see masked values only.
@@ -198,6 +207,7 @@ pub const AGGREGATE: &[&str] = &[
     "bool_and",
     "bool_or",
     "grouping",
+    "any_value",
     "regr_slope",
     "regr_intercept",
     "regr_count",
