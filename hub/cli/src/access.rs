@@ -158,7 +158,7 @@ pub enum AuditCommand {
         /// Records at or after this time (RFC 3339)
         #[arg(long)]
         since: Option<String>,
-        /// Only records with this outcome (ok, denied, error)
+        /// Only records with this outcome (ok, denied, error, started: a stream that began)
         #[arg(long)]
         outcome: Option<String>,
         #[arg(long)]

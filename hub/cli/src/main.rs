@@ -113,7 +113,8 @@ enum Command {
         config: ConfigArg,
         #[command(flatten)]
         remote: RemoteArg,
-        #[arg(long, short, value_enum, default_value_t = Format::Table)]
+        /// Output format (accepted after the subcommand too: `audit search -f csv`)
+        #[arg(long, short, value_enum, default_value_t = Format::Table, global = true)]
         format: Format,
         #[command(subcommand)]
         what: access::AuditCommand,

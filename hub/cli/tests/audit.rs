@@ -23,6 +23,118 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// A `gridhub serve` of the demo in `cwd` on free ports; killed when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(cwd: &Path) -> (Server, String) {
+    use std::io::{BufRead, BufReader};
+    let mut server = Server(
+        Command::new(env!("CARGO_BIN_EXE_gridhub"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(cwd)
+            .env_remove("GRIDHUB_CONFIG")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start gridhub serve"),
+    );
+    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("gridhub serve ended before it listened")
+            .unwrap();
+        if let Some(rest) = line.split(" on ").nth(1)
+            && line.starts_with("gridhub serving")
+        {
+            break rest.split(' ').next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (server, url)
+}
+
+/// `kill -9` of the server while it streams an answer: the record that the query started
+/// was durable before the first batch left, nothing says it finished, and the log verifies.
+#[test]
+fn a_server_killed_mid_stream_leaves_the_started_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path();
+    let out = gridhub(&["demo", "--scale", "2000"], cwd);
+    assert!(out.status.success(), "demo failed: {}", text(&out));
+    let (mut server, url) = serve(cwd);
+    let out = gridhub(&["token", "issue", "--principal", "zhao.street"], cwd);
+    assert!(out.status.success(), "{}", text(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let sql = "SELECT a.person_id, b.name FROM person a CROSS JOIN person b";
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use futures::TryStreamExt;
+        let remote =
+            gridhub_server::client::Remote::connect(&gridhub_server::client::RemoteOptions {
+                url: url.clone(),
+                token: Some(token),
+                ..Default::default()
+            })
+            .await
+            .expect("connect");
+        let mut fc = remote.flight_sql();
+        let info = fc.execute(sql.into(), None).await.expect("planned");
+        let mut stream = fc
+            .do_get(info.endpoint[0].ticket.clone().unwrap())
+            .await
+            .expect("streaming");
+        let first = stream
+            .try_next()
+            .await
+            .expect("a batch")
+            .expect("not empty");
+        assert!(first.num_rows() > 0);
+        // Rows have left the hub: now it dies without a chance to write anything.
+        server.0.kill().expect("kill -9");
+        server.0.wait().unwrap();
+    });
+    let out = gridhub(
+        &[
+            "audit",
+            "search",
+            "--by",
+            "wu.audit",
+            "--principal",
+            "zhao.street",
+            "-f",
+            "csv",
+        ],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let records = String::from_utf8_lossy(&out.stdout).into_owned();
+    let of_query: Vec<&str> = records.lines().filter(|l| l.contains(sql)).collect();
+    assert!(
+        of_query.iter().any(|l| l.contains(",started,")),
+        "no started record:\n{records}"
+    );
+    assert!(
+        !of_query
+            .iter()
+            .any(|l| l.contains(",ok,") || l.contains(",error,")),
+        "a killed stream cannot have finished:\n{records}"
+    );
+    let out = gridhub(&["audit", "verify", "--by", "wu.audit"], cwd);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 #[test]
 fn removed_log_is_an_alarm_until_acknowledged_and_the_witness_remembers() {
     let tmp = tempfile::tempdir().unwrap();
@@ -148,7 +260,6 @@ fn removed_log_is_an_alarm_until_acknowledged_and_the_witness_remembers() {
 /// compares them with its log (an untouched copy agrees, a damaged one does not).
 #[test]
 fn remote_verify_compares_the_sent_witness() {
-    use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
     let out = gridhub(&["demo", "--scale", "300"], cwd);
@@ -166,42 +277,7 @@ fn remote_verify_compares_the_sent_witness() {
     );
     std::fs::write(&config, toml).unwrap();
 
-    /// Kills the server if the test fails before it ends.
-    struct Server(std::process::Child);
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_gridhub"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ])
-            .current_dir(cwd)
-            .env_remove("GRIDHUB_CONFIG")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start gridhub serve"),
-    );
-    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("gridhub serve ended before it listened")
-            .unwrap();
-        if let Some(rest) = line.split(" on ").nth(1)
-            && line.starts_with("gridhub serving")
-        {
-            break rest.split(' ').next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (_server, url) = serve(cwd);
     let out = gridhub(&["token", "issue", "--principal", "wu.audit"], cwd);
     assert!(out.status.success(), "{}", text(&out));
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
