@@ -333,23 +333,29 @@ impl PolicyStore {
             .ok_or_else(|| self.err(rusqlite::Error::QueryReturnedNoRows))
     }
 
+    /// Version `version`, or an error listing the versions there are.
+    pub fn existing(&self, version: i64) -> Result<PolicyVersion> {
+        if let Some(v) = self.get(version)? {
+            return Ok(v);
+        }
+        let known: Vec<String> = self
+            .history()?
+            .iter()
+            .map(|v| v.version.to_string())
+            .collect();
+        Err(PolicyError::UnknownVersion {
+            version,
+            known: if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            },
+        })
+    }
+
     /// Re-apply an older version's text as a new active version ("rollback to 3").
     pub fn rollback(&self, version: i64, by: &str, now: DateTime<Utc>) -> Result<PolicyVersion> {
-        let Some(old) = self.get(version)? else {
-            let known: Vec<String> = self
-                .history()?
-                .iter()
-                .map(|v| v.version.to_string())
-                .collect();
-            return Err(PolicyError::UnknownVersion {
-                version,
-                known: if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                },
-            });
-        };
+        let old = self.existing(version)?;
         let text = old.text.unwrap_or_default();
         let new = self.insert(
             &text,

@@ -142,6 +142,23 @@ pub fn token(hub: &Hub, principal: &str) -> String {
         .0
 }
 
+/// The audit records of `principal` (with `outcome`, when given), oldest first.
+pub fn audit_records(
+    hub: &Hub,
+    principal: &str,
+    outcome: Option<gridhub_audit::Outcome>,
+) -> Vec<gridhub_audit::StoredRecord> {
+    hub.governance()
+        .audit()
+        .search(&gridhub_audit::AuditFilter {
+            principal: Some(principal.into()),
+            outcome,
+            limit: Some(100_000),
+            ..Default::default()
+        })
+        .expect("audit search")
+}
+
 /// Rows sorted, for comparing answers whose order the SQL does not fix.
 pub fn sorted(mut rows: Vec<Vec<Option<String>>>) -> Vec<Vec<Option<String>>> {
     rows.sort();

@@ -13,7 +13,7 @@ use gridhub_audit::{AuditFilter, Outcome, RecordKind};
 use gridhub_engine::{EngineError, Hub, QueryLimits};
 use gridhub_proto::v1 as pb;
 use gridhub_server::client::{Remote, RemoteOptions, to_status};
-use gridhub_tests::{TestCity, rows, scalar_i64, serve, token};
+use gridhub_tests::{TestCity, audit_records, rows, scalar_i64, serve, token};
 use tonic::Code;
 
 const SCALE: usize = 2_000;
@@ -275,16 +275,7 @@ async fn deep_and_large_queries() {
     }
     client.query(alive).await.expect("still serving");
     // Refusals are audited, not lost with a crashed process.
-    let refused = hub
-        .governance()
-        .audit()
-        .search(&AuditFilter {
-            principal: Some("zhao.street".into()),
-            outcome: Some(Outcome::Error),
-            limit: Some(100_000),
-            ..Default::default()
-        })
-        .unwrap();
+    let refused = audit_records(&hub, "zhao.street", Some(Outcome::Error));
     assert!(
         refused.iter().any(|r| r
             .record
@@ -384,30 +375,19 @@ async fn the_audit_record_is_durable_before_the_first_batch_leaves() {
         .await
         .expect("planned");
     // Before anything is read: the start record is there, and nothing closes it.
-    let start = audit
-        .search(&AuditFilter {
-            principal: Some("chen.community".into()),
-            outcome: Some(Outcome::Started),
-            ..Default::default()
-        })
-        .unwrap();
+    let start = audit_records(&hub, "chen.community", Some(Outcome::Started));
     let start = start.last().expect("a started record");
     assert_eq!(start.seq, stream.audit_seq());
     assert_eq!(start.record.text, sql);
     assert!(start.record.tables.contains(&"health_record".to_string()));
+    // The records that close the query started at `seq`.
     let closing = |seq: u64| {
-        audit
-            .search(&AuditFilter {
-                principal: Some("chen.community".into()),
-                limit: Some(100_000),
-                ..Default::default()
-            })
-            .unwrap()
+        audit_records(&hub, "chen.community", None)
             .into_iter()
             .filter(|r| r.record.kind == RecordKind::Query && r.record.started_seq == Some(seq))
-            .count()
+            .collect::<Vec<_>>()
     };
-    assert_eq!(closing(start.seq), 0, "started, not finished");
+    assert!(closing(start.seq).is_empty(), "started, not finished");
     // The first batch: its persons are recorded before it is handed over.
     let first = stream.next().await.expect("a batch").expect("no error");
     let ids: Vec<String> = first
@@ -442,16 +422,7 @@ async fn the_audit_record_is_durable_before_the_first_batch_leaves() {
         total += b.unwrap().num_rows() as u64;
     }
     drop(stream);
-    let end: Vec<_> = audit
-        .search(&AuditFilter {
-            principal: Some("chen.community".into()),
-            limit: Some(100_000),
-            ..Default::default()
-        })
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.record.started_seq == Some(start.seq) && r.record.kind == RecordKind::Query)
-        .collect();
+    let end = closing(start.seq);
     assert_eq!(end.len(), 1);
     assert_eq!(end[0].record.outcome, Outcome::Ok);
     assert_eq!(end[0].record.rows, Some(total));
@@ -645,23 +616,25 @@ async fn small_leaks_are_closed() {
         catalog.sources.iter().all(|s| s.accepted.is_none()),
         "source counts leaked to a volunteer"
     );
-    let audited = gov
-        .audit()
-        .search(&AuditFilter {
-            principal: Some("zhou.volunteer".into()),
-            ..Default::default()
-        })
-        .unwrap();
+    let audited = audit_records(&hub, "zhou.volunteer", None);
     let counted: Vec<_> = catalog
         .tables
         .iter()
         .filter(|t| t.rows.is_some())
         .map(|t| t.name.clone())
         .collect();
-    if !counted.is_empty() {
+    assert!(
+        counted.contains(&"admin_unit".to_string()),
+        "counts of readable tables are given: {counted:?}"
+    );
+    let record = audited
+        .iter()
+        .find(|r| r.record.text.starts_with("catalog"))
+        .expect("counts given are audited");
+    for t in &counted {
         assert!(
-            audited.iter().any(|r| r.record.text.starts_with("catalog")),
-            "counts given are audited"
+            record.record.text.contains(t.as_str()),
+            "{t} counted unaudited"
         );
     }
     // GetTables answers from decisions, the same tables a volunteer can query.

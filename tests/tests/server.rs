@@ -34,16 +34,7 @@ async fn remote(addr: std::net::SocketAddr, token: Option<&str>, purpose: Option
 }
 
 fn audit_count(hub: &Hub, principal: &str, outcome: Option<Outcome>) -> usize {
-    hub.governance()
-        .audit()
-        .search(&AuditFilter {
-            principal: Some(principal.into()),
-            outcome,
-            limit: Some(100_000),
-            ..Default::default()
-        })
-        .expect("audit search")
-        .len()
+    gridhub_tests::audit_records(hub, principal, outcome).len()
 }
 
 async fn loaded_hub(city: &TestCity) -> Arc<Hub> {

@@ -2,18 +2,12 @@
 //! untouched log, a removed log is an alarm that stops audited queries until the loss is
 //! acknowledged, and the witness still shows what was lost.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn gridhub(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridhub"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("GRIDHUB_CONFIG")
-        .env_remove("GRIDHUB_AUDIT_KEY")
-        .output()
-        .expect("run gridhub")
-}
+use std::path::Path;
+use std::process::Output;
+
+use common::{gridhub, serve};
 
 fn text(o: &Output) -> String {
     format!(
@@ -21,49 +15,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// A `gridhub serve` of the demo in `cwd` on free ports; killed when dropped.
-struct Server(std::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(cwd: &Path) -> (Server, String) {
-    use std::io::{BufRead, BufReader};
-    let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_gridhub"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ])
-            .current_dir(cwd)
-            .env_remove("GRIDHUB_CONFIG")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start gridhub serve"),
-    );
-    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("gridhub serve ended before it listened")
-            .unwrap();
-        if let Some(rest) = line.split(" on ").nth(1)
-            && line.starts_with("gridhub serving")
-        {
-            break rest.split(' ').next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (server, url)
 }
 
 /// `kill -9` of the server while it streams an answer: the record that the query started

@@ -1,17 +1,11 @@
 //! The `gridhub` binary as a user runs it: demo, query formats, catalog, and errors that
 //! are one clear sentence with a failing exit code.
 
-use std::path::Path;
+mod common;
+
 use std::process::{Command, Output};
 
-fn gridhub(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gridhub"))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("GRIDHUB_CONFIG")
-        .output()
-        .expect("run gridhub")
-}
+use common::gridhub;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -224,49 +218,12 @@ fn unicode_width(line: &str) -> usize {
 /// stops the server cleanly.
 #[test]
 fn serve_and_remote_cli_agree_with_local() {
-    use std::io::{BufRead, BufReader};
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
     let out = gridhub(&["demo", "--scale", "2000"], cwd);
     assert!(out.status.success(), "demo failed: {}", stderr(&out));
 
-    /// Kills the server if the test fails before it stops it.
-    struct Server(std::process::Child);
-    impl Drop for Server {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut server = Server(
-        Command::new(env!("CARGO_BIN_EXE_gridhub"))
-            // Free ports: other tests may serve the demo's.
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ])
-            .current_dir(cwd)
-            .env_remove("GRIDHUB_CONFIG")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start gridhub serve"),
-    );
-    let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("gridhub serve ended before it listened")
-            .unwrap();
-        if let Some(rest) = line.split(" on ").nth(1)
-            && line.starts_with("gridhub serving")
-        {
-            break rest.split(' ').next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let (mut server, url) = common::serve(cwd);
 
     let issue = |who: &str| {
         let out = gridhub(&["token", "issue", "--principal", who], cwd);

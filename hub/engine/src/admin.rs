@@ -98,23 +98,7 @@ impl Hub {
         let actor = gov.principal(by)?.clone();
         gov.require(&actor, "manage_policy")?;
         let label = format!("rollback to policy version {version}");
-        let Some(old) = gov.store().get(version)? else {
-            let known: Vec<String> = gov
-                .store()
-                .history()?
-                .iter()
-                .map(|v| v.version.to_string())
-                .collect();
-            return Err(PolicyError::UnknownVersion {
-                version,
-                known: if known.is_empty() {
-                    "none".to_owned()
-                } else {
-                    known.join(", ")
-                },
-            }
-            .into());
-        };
+        let old = gov.store().existing(version)?;
         let text = old.text.unwrap_or_default();
         let compiled = self.compile_administrable(&text).await;
         let compiled = self.refused_if_err(&actor, &label, compiled)?;

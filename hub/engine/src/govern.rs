@@ -947,7 +947,9 @@ impl Hub {
                 return Err(EngineError::UnknownTable {
                     table: name.clone(),
                     known: self
-                        .readable_names(principal, purpose, &policy, &emergencies, now)
+                        .readable(principal, purpose, &policy, &emergencies, now)
+                        .map(|(info, _)| info.name.as_str())
+                        .collect::<Vec<_>>()
                         .join(", "),
                 });
             };
@@ -1076,9 +1078,9 @@ impl Hub {
         Ok(builder.build())
     }
 
-    /// Every function name (aliases included) a principal's session can call, by kind:
-    /// `scalar:abs`, `aggregate:count`, `window:rank`, `table:…` — read off a session built
-    /// the way every governed query's is.
+    /// Every function a principal's session can call, by kind and canonical name
+    /// (`scalar:abs`, `aggregate:count`, `window:rank`, `table:…`; aliases name the same
+    /// functions), read off a session built the way every governed query's is.
     pub fn principal_function_names(&self) -> Result<Vec<String>> {
         let session = self.principal_session(
             self.context().state(),
@@ -1094,27 +1096,26 @@ impl Hub {
         function_names(&self.context().state())
     }
 
-    /// Tables `principal` may read some rows of with `purpose`, by the names policies know.
-    fn readable_names(
-        &self,
-        principal: &Principal,
-        purpose: Option<&str>,
-        policy: &Policy,
-        emergencies: &[Emergency],
+    /// The tables `principal` may read some rows of with `purpose`, with their decisions.
+    fn readable<'a>(
+        &'a self,
+        principal: &'a Principal,
+        purpose: Option<&'a str>,
+        policy: &'a Policy,
+        emergencies: &'a [Emergency],
         now: DateTime<Utc>,
-    ) -> Vec<String> {
+    ) -> impl Iterator<Item = (&'a TableInfo, Arc<TableDecision>)> + 'a {
         self.governance()
             .known()
             .tables
             .iter()
-            .filter(|info| {
-                policy
-                    .decide(principal, purpose, emergencies, now, info)
-                    .rows
-                    != RowAccess::Denied
+            .map(move |info| {
+                (
+                    info,
+                    policy.decide(principal, purpose, emergencies, now, info),
+                )
             })
-            .map(|info| info.name.clone())
-            .collect()
+            .filter(|(_, decision)| decision.rows != RowAccess::Denied)
     }
 
     /// The tables `principal` may read with `purpose`, each as (schema, table, the columns
@@ -1132,11 +1133,7 @@ impl Hub {
         let now = gov.now();
         let emergencies = gov.emergencies();
         let mut out = Vec::new();
-        for info in &gov.known().tables {
-            let decision = policy.decide(&principal, purpose, &emergencies, now, info);
-            if decision.rows == RowAccess::Denied {
-                continue;
-            }
+        for (info, decision) in self.readable(&principal, purpose, &policy, &emergencies, now) {
             let (schema, table) = match info.name.split_once('.') {
                 Some((s, t)) => (s.to_string(), t.to_string()),
                 None => (SHARED_SCHEMA.to_string(), info.name.clone()),

@@ -66,6 +66,9 @@ struct Audit {
     started: Instant,
     /// The start record.
     start_seq: u64,
+    /// The stream has ended: its closing record was written, or its append failed (it is
+    /// tried once; the start record stands either way).
+    closed: bool,
     /// The closing record, once written.
     end_seq: Option<u64>,
     /// `person_id`s of a sensitive read, recorded before their rows leave.
@@ -147,7 +150,7 @@ impl GovernedStream {
     }
 
     fn finish(&mut self, outcome: Outcome, message: Option<String>) -> Result<()> {
-        if self.audit.end_seq.is_some() {
+        if self.audit.closed {
             return Ok(());
         }
         self.outgoing.free();
@@ -165,8 +168,7 @@ impl GovernedStream {
             (Vec::new(), truncated),
         );
         record.started_seq = Some(a.start_seq);
-        // Written at most once, even when the append fails (the start record stands).
-        a.end_seq = Some(0);
+        a.closed = true;
         a.end_seq = Some(a.log.append(&record)?);
         Ok(())
     }
@@ -219,7 +221,7 @@ impl Stream for GovernedStream {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.as_mut().get_mut();
-        if this.audit.end_seq.is_some() {
+        if this.audit.closed {
             return Poll::Ready(None);
         }
         // The previous batch has been taken by the consumer.
@@ -260,7 +262,7 @@ impl Stream for GovernedStream {
 
 impl Drop for GovernedStream {
     fn drop(&mut self) {
-        if self.audit.end_seq.is_none() {
+        if !self.audit.closed {
             let message = format!("cancelled after {} rows", self.rows);
             if let Err(e) = self.finish(Outcome::Error, Some(message)) {
                 tracing::error!("cannot audit a cancelled query: {e}");
@@ -353,6 +355,7 @@ impl Hub {
                 text,
                 started,
                 start_seq,
+                closed: false,
                 end_seq: None,
                 persons: sensitive.then(PersonIds::default),
             },
