@@ -9,7 +9,7 @@
 pub mod model;
 pub mod store;
 
-pub use model::{ColumnDef, TableDef, Tag, shared_table, shared_table_names, shared_tables};
+pub use model::{ColumnDef, Mask, TableDef, Tag, shared_table, shared_table_names, shared_tables};
 pub use store::{
     CatalogError, CatalogStore, LineageRecord, LoadStat, SharedTableCount, SourceRecord,
     SourceTableRecord,

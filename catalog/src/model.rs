@@ -13,17 +13,25 @@ pub const SOURCE_COLUMN: &str = "_source";
 pub const UPDATED_AT_COLUMN: &str = "_updated_at";
 
 /// A column's classification; drives policy. Untagged columns are `public`.
+///
+/// Ordered by sensitivity, least first (`Tag::Public < Tag::Contact < … < Tag::Location`):
+/// where one value holds several kinds of data (a raw column feeding two shared columns) it
+/// takes the greatest tag, and a value nobody has classified takes [`Tag::MOST_SENSITIVE`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Tag {
     Public,
-    Identity,
     Contact,
+    Identity,
+    Special,
     Health,
     Location,
-    Special,
 }
 
 impl Tag {
+    /// The tag of a value of unknown meaning (a raw column no mapping reads, `_rejects.raw`).
+    pub const MOST_SENSITIVE: Tag = Tag::Location;
+
+    /// Every tag, in the order the domain reference lists them.
     pub const ALL: [Tag; 6] = [
         Tag::Public,
         Tag::Identity,
@@ -65,12 +73,56 @@ impl FromStr for Tag {
     }
 }
 
+/// What a principal who may read a column only masked sees (docs/domain.md, "Masks").
+/// Every mask keeps the column's type, so a masked column stands where the clear one was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mask {
+    /// `420106198001011234` → `420106********1234` (region and last four kept).
+    IdNumber,
+    /// `欧阳明` → `欧阳*` (the surname kept).
+    Name,
+    /// `13812345678` → `138****5678`.
+    Phone,
+    /// `1980-05-17` → `1980-01-01` (the year only).
+    BirthDate,
+    /// A place reads as the name of the community the row lies in.
+    Community,
+    /// NULL of the column's type: health, location and special values have no partial form.
+    Null,
+}
+
+impl Mask {
+    /// The SQL function that masks a value of this kind, taking the value (or, for
+    /// [`Mask::Community`], the row's area code); `None` for [`Mask::Null`].
+    pub fn function(self) -> Option<&'static str> {
+        match self {
+            Mask::IdNumber => Some("gh_mask_id_number"),
+            Mask::Name => Some("gh_mask_name"),
+            Mask::Phone => Some("gh_mask_phone"),
+            Mask::BirthDate => Some("gh_mask_birth_date"),
+            Mask::Community => Some("gh_mask_place"),
+            Mask::Null => None,
+        }
+    }
+
+    /// The Arrow type the mask function reads and writes (`None`: any type, [`Mask::Null`]).
+    pub fn data_type(self) -> Option<DataType> {
+        match self {
+            Mask::BirthDate => Some(DataType::Date32),
+            Mask::Null => None,
+            _ => Some(DataType::Utf8),
+        }
+    }
+}
+
 /// One column of a shared table.
 #[derive(Debug, Clone)]
 pub struct ColumnDef {
     pub name: &'static str,
     pub data_type: DataType,
     pub tag: Tag,
+    /// How the column reads where a policy masks it.
+    pub mask: Mask,
     /// Chinese label, used for report headers.
     pub label: &'static str,
 }
@@ -137,7 +189,15 @@ fn col(name: &'static str, data_type: DataType, tag: Tag, label: &'static str) -
         name,
         data_type,
         tag,
+        mask: Mask::Null,
         label,
+    }
+}
+
+impl ColumnDef {
+    /// The column with a partial mask instead of NULL.
+    fn masked(self, mask: Mask) -> ColumnDef {
+        ColumnDef { mask, ..self }
     }
 }
 
@@ -216,11 +276,11 @@ static SHARED_TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
                 col("person_id", Utf8, Public, "人员标识"),
                 col("area_code", Utf8, Public, "所属区划"),
                 col("house_id", Utf8, Public, "房屋编号"),
-                col("id_number", Utf8, Identity, "身份证号"),
-                col("name", Utf8, Identity, "姓名"),
+                col("id_number", Utf8, Identity, "身份证号").masked(Mask::IdNumber),
+                col("name", Utf8, Identity, "姓名").masked(Mask::Name),
                 col("gender", Utf8, Public, "性别"),
-                col("birth_date", Date32, Identity, "出生日期"),
-                col("phone", Utf8, Contact, "联系电话"),
+                col("birth_date", Date32, Identity, "出生日期").masked(Mask::BirthDate),
+                col("phone", Utf8, Contact, "联系电话").masked(Mask::Phone),
                 col("residency", Utf8, Public, "户籍类型"),
             ],
         ),
@@ -259,7 +319,7 @@ static SHARED_TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
                 col("person_id", Utf8, Public, "人员标识"),
                 col("ts", ts(), Location, "时间"),
                 col("area_code", Utf8, Public, "所属区划"),
-                col("place", Utf8, Location, "地点"),
+                col("place", Utf8, Location, "地点").masked(Mask::Community),
                 col("lat", Float64, Location, "纬度"),
                 col("lon", Float64, Location, "经度"),
                 col("via", Utf8, Public, "采集方式"),
@@ -274,7 +334,7 @@ static SHARED_TABLES: LazyLock<Vec<TableDef>> = LazyLock::new(|| {
                 col("area_code", Utf8, Public, "所属区划"),
                 col("category", Utf8, Public, "类别"),
                 col("description", Utf8, Public, "描述"),
-                col("reported_by", Utf8, Identity, "上报人"),
+                col("reported_by", Utf8, Identity, "上报人").masked(Mask::Name),
                 col("reported_at", ts(), Public, "上报时间"),
                 col("status", Utf8, Public, "状态"),
                 col("closed_at", ts(), Public, "办结时间"),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use arrow::array::{Array, RecordBatch};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use gridhub_engine::{Hub, NoProgress};
+use gridhub_engine::{GovernedHub, Hub, NoProgress};
 use gridhub_synth::{City, GenerateOptions, GroundTruth};
 
 /// Persons in the test city: small enough to be quick, large enough that every source has
@@ -37,16 +37,42 @@ impl TestCity {
         self.dir.path().join(gridhub_synth::CONFIG_FILE)
     }
 
-    /// Open the hub over this city and load it.
-    pub async fn hub(&self) -> Hub {
+    /// Open the hub over this city, load it and govern it.
+    pub async fn hub(&self) -> GovernedHub {
         open_loaded(&self.config()).await
     }
 }
 
-pub async fn open_loaded(config: &Path) -> Hub {
+/// Open the hub at `config`, load it and govern it.
+pub async fn open_loaded(config: &Path) -> GovernedHub {
     let hub = Hub::open_path(config).await.expect("open the hub");
     hub.load(&NoProgress).await.expect("load");
-    hub
+    GovernedHub::open(std::sync::Arc::new(hub))
+        .await
+        .expect("govern the hub")
+}
+
+/// What the helpers below read through: a hub, or the governed hub around it.
+pub trait AsHub {
+    fn as_hub(&self) -> &Hub;
+}
+
+impl AsHub for Hub {
+    fn as_hub(&self) -> &Hub {
+        self
+    }
+}
+
+impl AsHub for GovernedHub {
+    fn as_hub(&self) -> &Hub {
+        self.hub()
+    }
+}
+
+impl<T: AsHub> AsHub for std::sync::Arc<T> {
+    fn as_hub(&self) -> &Hub {
+        self.as_ref().as_hub()
+    }
 }
 
 /// Every value of a result as text, row by row (NULL as `None`).
@@ -73,8 +99,9 @@ pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
 }
 
 /// Run a query and return its rows as text.
-pub async fn query(hub: &Hub, sql: &str) -> Vec<Vec<Option<String>>> {
+pub async fn query(hub: &impl AsHub, sql: &str) -> Vec<Vec<Option<String>>> {
     let batches = hub
+        .as_hub()
         .query(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}\nfailed: {e}"));
@@ -83,7 +110,7 @@ pub async fn query(hub: &Hub, sql: &str) -> Vec<Vec<Option<String>>> {
 
 /// Community code (12 digits) → name, from `admin_unit` as the operator reads it: what a
 /// masked place must read as.
-pub async fn community_names(hub: &Hub) -> std::collections::BTreeMap<String, String> {
+pub async fn community_names(hub: &impl AsHub) -> std::collections::BTreeMap<String, String> {
     query(
         hub,
         "SELECT code, name FROM admin_unit WHERE length(code) = 12",
@@ -95,15 +122,15 @@ pub async fn community_names(hub: &Hub) -> std::collections::BTreeMap<String, St
 }
 
 /// The error a query fails with, as the user reads it.
-pub async fn query_error(hub: &Hub, sql: &str) -> String {
-    match hub.query(sql).await {
+pub async fn query_error(hub: &impl AsHub, sql: &str) -> String {
+    match hub.as_hub().query(sql).await {
         Ok(_) => panic!("{sql}\nsucceeded, expected an error"),
         Err(e) => e.to_string(),
     }
 }
 
 /// A single integer answer.
-pub async fn scalar_i64(hub: &Hub, sql: &str) -> i64 {
+pub async fn scalar_i64(hub: &impl AsHub, sql: &str) -> i64 {
     let r = query(hub, sql).await;
     r[0][0]
         .as_deref()
@@ -115,10 +142,10 @@ pub async fn scalar_i64(hub: &Hub, sql: &str) -> i64 {
 /// A hub server over a loaded city on a free loopback port, for the server tests: the
 /// config's `[server]` with `tweak` applied (TLS files, limits).
 pub async fn serve(
-    hub: std::sync::Arc<Hub>,
+    hub: std::sync::Arc<GovernedHub>,
     tweak: impl FnOnce(&mut gridhub_engine::ServerConfig),
 ) -> gridhub_server::RunningServer {
-    let mut config = hub.config().server.clone();
+    let mut config = hub.hub().config().server.clone();
     config.listen = "127.0.0.1:0".parse().expect("address");
     config.metrics_listen = Some("127.0.0.1:0".parse().expect("address"));
     tweak(&mut config);
@@ -128,9 +155,9 @@ pub async fn serve(
 }
 
 /// Issue a bearer token for `principal` in the hub's token store (as `gridhub token issue`).
-pub fn token(hub: &Hub, principal: &str) -> String {
-    let store =
-        gridhub_server::TokenStore::open(&hub.config().state_dir).expect("open the token store");
+pub fn token(hub: &impl AsHub, principal: &str) -> String {
+    let store = gridhub_server::TokenStore::open(&hub.as_hub().config().state_dir)
+        .expect("open the token store");
     store
         .issue(
             principal,
@@ -144,7 +171,7 @@ pub fn token(hub: &Hub, principal: &str) -> String {
 
 /// The audit records of `principal` (with `outcome`, when given), oldest first.
 pub fn audit_records(
-    hub: &Hub,
+    hub: &GovernedHub,
     principal: &str,
     outcome: Option<gridhub_audit::Outcome>,
 ) -> Vec<gridhub_audit::StoredRecord> {

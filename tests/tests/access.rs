@@ -5,14 +5,14 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use gridhub_engine::Hub;
+use gridhub_engine::GovernedHub;
 use gridhub_synth::DEMO_PRINCIPALS;
 use gridhub_tests::{TestCity, community_names, query, rows};
 
 const SCALE: usize = 2_000;
 
 async fn as_rows(
-    hub: &Hub,
+    hub: &GovernedHub,
     who: &str,
     purpose: Option<&str>,
     sql: &str,
@@ -24,7 +24,7 @@ async fn as_rows(
     rows(&answer.batches)
 }
 
-async fn denied(hub: &Hub, who: &str, purpose: Option<&str>, sql: &str) -> String {
+async fn denied(hub: &GovernedHub, who: &str, purpose: Option<&str>, sql: &str) -> String {
     match hub.query_as(who, purpose, sql).await {
         Ok(a) => panic!("{who}: {sql}\nwas answered: {:?}", rows(&a.batches)),
         Err(e) => e.to_string(),
@@ -60,7 +60,7 @@ async fn each_principal_sees_exactly_its_jurisdiction() {
 }
 
 /// Clear values an operator sees, to look for in governed answers.
-async fn clear_values(hub: &Hub) -> BTreeSet<String> {
+async fn clear_values(hub: &GovernedHub) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for r in query(hub, "SELECT id_number, phone, name FROM person").await {
         out.extend(r.into_iter().flatten());

@@ -4,7 +4,7 @@
 
 use chrono::{Duration, Utc};
 use gridhub_audit::{AuditFilter, Outcome, RecordKind};
-use gridhub_engine::Hub;
+use gridhub_engine::GovernedHub;
 use gridhub_policy::{DEFAULT_POLICY, ProposalState};
 use gridhub_tests::{TestCity, query, rows};
 
@@ -20,7 +20,7 @@ fn with(lines: &str) -> String {
 }
 
 /// The street officer's phones, sorted (None when the query is refused).
-async fn street_phones(hub: &Hub) -> Option<Vec<String>> {
+async fn street_phones(hub: &GovernedHub) -> Option<Vec<String>> {
     let answer = hub
         .query_as(
             STREET,
@@ -38,7 +38,7 @@ async fn street_phones(hub: &Hub) -> Option<Vec<String>> {
 }
 
 /// The phones of the street as stored: the operator's answer.
-async fn clear_street_phones(hub: &Hub) -> Vec<String> {
+async fn clear_street_phones(hub: &GovernedHub) -> Vec<String> {
     let mut phones: Vec<String> = query(
         hub,
         &format!(
@@ -53,11 +53,11 @@ async fn clear_street_phones(hub: &Hub) -> Vec<String> {
     phones
 }
 
-fn active_version(hub: &Hub) -> i64 {
+fn active_version(hub: &GovernedHub) -> i64 {
     hub.governance().policy().unwrap().0
 }
 
-fn policy_records(hub: &Hub, principal: &str) -> Vec<(Outcome, String, Option<String>)> {
+fn policy_records(hub: &GovernedHub, principal: &str) -> Vec<(Outcome, String, Option<String>)> {
     hub.audit_search(
         AUDITOR,
         &AuditFilter {
@@ -310,7 +310,7 @@ async fn a_policy_that_locks_the_administration_out_is_refused() {
 async fn an_emergency_beyond_the_maximum_duration_is_refused() {
     let city = TestCity::generate(SCALE);
     let hub = city.hub().await;
-    let max = hub.config().policy.emergency_max;
+    let max = hub.hub().config().policy.emergency_max;
     assert_eq!(max, Duration::hours(72), "the default");
     let e = hub
         .emergency_declare(

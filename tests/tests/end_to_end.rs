@@ -12,7 +12,7 @@ use gridhub_tests::{TEST_SCALE, TestCity, query, scalar_i64};
 async fn accepted_plus_rejected_equals_what_each_source_wrote() {
     let city = TestCity::generate(TEST_SCALE);
     let hub = city.hub().await;
-    let stats = hub.store().load_stats().unwrap();
+    let stats = hub.hub().store().load_stats().unwrap();
     assert_eq!(
         stats.len(),
         city.truth.mappings.len(),
@@ -109,7 +109,7 @@ async fn shared_tables_hold_one_row_per_entity() {
         let n = scalar_i64(&hub, &format!("SELECT count(*) FROM {table}")).await;
         assert_eq!(n as u64, *rows, "rows of {table}");
     }
-    let counts = hub.store().shared_counts().unwrap();
+    let counts = hub.hub().store().shared_counts().unwrap();
     for c in counts {
         assert_eq!(
             Some(&c.rows),
@@ -265,6 +265,7 @@ async fn every_source_maps_to_the_shared_schema_with_normalised_values() {
     let hub = city.hub().await;
     for def in gridhub_catalog::shared_tables() {
         let df = hub
+            .hub()
             .sql(&format!("SELECT * FROM {}", def.name))
             .await
             .unwrap();

@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use gridhub_catalog::shared_tables;
-use gridhub_engine::{Hub, NoProgress, RefreshOutcome};
-use gridhub_tests::{TestCity, open_loaded, query, query_error, sorted};
+use gridhub_engine::{GovernedHub, Hub, NoProgress, RefreshOutcome};
+use gridhub_tests::{AsHub, TestCity, open_loaded, query, query_error, sorted};
 
 const SCALE: usize = 1_000;
 
 /// Every shared table's rows (all columns but `_updated_at`, which is the load time for
 /// sources that do not map it), sorted.
-async fn answers(hub: &Hub) -> BTreeMap<String, Vec<Vec<Option<String>>>> {
+async fn answers(hub: &impl AsHub) -> BTreeMap<String, Vec<Vec<Option<String>>>> {
     let mut out = BTreeMap::new();
     for def in shared_tables() {
         let columns: Vec<String> = def
@@ -49,7 +49,7 @@ fn assert_same(
 }
 
 /// (state, reason, drift, serving) of a source in `system.sources`.
-async fn source_state(hub: &Hub, source: &str) -> (String, String, String, String) {
+async fn source_state(hub: &impl AsHub, source: &str) -> (String, String, String, String) {
     let r = query(
         hub,
         &format!(
@@ -63,7 +63,7 @@ async fn source_state(hub: &Hub, source: &str) -> (String, String, String, Strin
 }
 
 /// Sources `system.sources` calls broken.
-async fn broken_sources(hub: &Hub) -> Vec<String> {
+async fn broken_sources(hub: &impl AsHub) -> Vec<String> {
     query(
         hub,
         "SELECT name FROM system.sources WHERE state = 'broken' ORDER BY name",
@@ -75,7 +75,7 @@ async fn broken_sources(hub: &Hub) -> Vec<String> {
 }
 
 /// What `gridhub refresh` does: refresh every source, reopen, load.
-async fn refresh_all(config: &Path) -> (Vec<RefreshOutcome>, Hub) {
+async fn refresh_all(config: &Path) -> (Vec<RefreshOutcome>, GovernedHub) {
     let outcomes = {
         let hub = Hub::open_path(config).await.expect("open the hub");
         hub.refresh(&[], &NoProgress).await.expect("refresh")
@@ -399,7 +399,10 @@ async fn refuse_fails_what_the_broken_source_feeds_and_nothing_else() {
 }
 
 /// [`answers`] for every table but `skip`.
-async fn answers_except(hub: &Hub, skip: &[String]) -> BTreeMap<String, Vec<Vec<Option<String>>>> {
+async fn answers_except(
+    hub: &impl AsHub,
+    skip: &[String],
+) -> BTreeMap<String, Vec<Vec<Option<String>>>> {
     let mut out = BTreeMap::new();
     for def in shared_tables()
         .iter()

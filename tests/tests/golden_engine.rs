@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Duration, Utc};
 use gridhub_catalog::shared_tables;
-use gridhub_engine::{EngineError, Hub};
+use gridhub_engine::{EngineError, GovernedHub};
 use gridhub_normalize::{mask_id_number, mask_name, mask_phone};
 use gridhub_synth::DEMO_PRINCIPALS;
 use gridhub_tests::{TestCity, community_names, rows};
@@ -78,8 +78,8 @@ fn masked(
     }
 }
 
-async fn answer(hub: &Hub, sql: &str) -> (Vec<String>, Vec<Vec<Option<String>>>) {
-    let batches = hub.query(sql).await.unwrap();
+async fn answer(hub: &GovernedHub, sql: &str) -> (Vec<String>, Vec<Vec<Option<String>>>) {
+    let batches = hub.hub().query(sql).await.unwrap();
     (names_of(&batches), rows(&batches))
 }
 

@@ -2,11 +2,11 @@
 //! a broken source, and errors a user can act on.
 
 use gridhub_engine::{Hub, NoProgress};
-use gridhub_tests::{TestCity, query, query_error, scalar_i64};
+use gridhub_tests::{AsHub, TestCity, query, query_error, scalar_i64};
 
 const SCALE: usize = 2_000;
 
-async fn physical_plan(hub: &Hub, sql: &str) -> String {
+async fn physical_plan(hub: &impl AsHub, sql: &str) -> String {
     let rows = query(hub, &format!("EXPLAIN {sql}")).await;
     rows.iter()
         .filter(|r| r[0].as_deref() == Some("physical_plan"))
@@ -71,7 +71,7 @@ async fn the_catalog_survives_a_restart_and_is_queryable() {
     let city = TestCity::generate(SCALE);
     let loaded = {
         let hub = city.hub().await;
-        hub.store().load_stats().unwrap()
+        hub.hub().store().load_stats().unwrap()
     };
     // Reopen without loading: counts come from the embedded store.
     let hub = Hub::open_path(&city.config()).await.unwrap();
@@ -206,7 +206,7 @@ async fn a_source_down_before_any_load_is_left_out_of_its_shared_tables_by_name(
 }
 
 /// Where the shared tables fed by a source are served from, distinct.
-async fn served_from(hub: &Hub) -> Vec<String> {
+async fn served_from(hub: &impl AsHub) -> Vec<String> {
     query(
         hub,
         "SELECT DISTINCT served_from FROM system.tables WHERE sources <> ''",
@@ -218,7 +218,7 @@ async fn served_from(hub: &Hub) -> Vec<String> {
 }
 
 /// Rows in one of `a` / `b` and not the other (as multisets).
-async fn difference(hub: &Hub, a: &str, b: &str) -> i64 {
+async fn difference(hub: &impl AsHub, a: &str, b: &str) -> i64 {
     scalar_i64(
         hub,
         &format!(
@@ -234,7 +234,7 @@ const MERGED: [&str; 3] = ["person", "building", "house"];
 
 /// A merged table's rows in key order, without `_updated_at`: a mapping with no time of its
 /// own stamps its rows with the time the hub was opened, which differs between two hubs.
-async fn rows_by_key(hub: &Hub, table: &str) -> Vec<Vec<Option<String>>> {
+async fn rows_by_key(hub: &impl AsHub, table: &str) -> Vec<Vec<Option<String>>> {
     let def = gridhub_catalog::shared_tables()
         .iter()
         .find(|d| d.name == table)
@@ -397,6 +397,7 @@ async fn refresh_rebuilds_a_materialised_cache() {
     .await;
     std::thread::sleep(std::time::Duration::from_millis(20));
     let refreshed = hub
+        .hub()
         .refresh(&["property_a".to_string()], &NoProgress)
         .await
         .unwrap();

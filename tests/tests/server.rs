@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables};
 use futures::TryStreamExt;
 use gridhub_audit::{AuditFilter, Outcome};
-use gridhub_engine::Hub;
+use gridhub_engine::GovernedHub;
 use gridhub_proto::v1 as pb;
 use gridhub_server::client::{Remote, RemoteOptions, to_status};
 use gridhub_synth::{ELDERLY_WALKUP_SQL, HEALTH_LATEST_SQL};
@@ -33,11 +33,11 @@ async fn remote(addr: std::net::SocketAddr, token: Option<&str>, purpose: Option
     .expect("connect")
 }
 
-fn audit_count(hub: &Hub, principal: &str, outcome: Option<Outcome>) -> usize {
+fn audit_count(hub: &GovernedHub, principal: &str, outcome: Option<Outcome>) -> usize {
     gridhub_tests::audit_records(hub, principal, outcome).len()
 }
 
-async fn loaded_hub(city: &TestCity) -> Arc<Hub> {
+async fn loaded_hub(city: &TestCity) -> Arc<GovernedHub> {
     Arc::new(city.hub().await)
 }
 
@@ -317,7 +317,7 @@ async fn authentication_refusals() {
     let hub = loaded_hub(&city).await;
     let server = serve(hub.clone(), |_| {}).await;
     let audited = hub.governance().audit().len().unwrap();
-    let store = gridhub_server::TokenStore::open(&hub.config().state_dir).unwrap();
+    let store = gridhub_server::TokenStore::open(&hub.hub().config().state_dir).unwrap();
     let now = chrono::Utc::now();
     let (expired, _) = store
         .issue("zhao.street", chrono::Duration::seconds(-1), "expired", now)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use clap::Subcommand;
-use gridhub_engine::Hub;
+use gridhub_engine::GovernedHub;
 use gridhub_proto::v1 as pb;
 
 use crate::backend::Backend;
@@ -188,7 +188,7 @@ pub fn show(batch: RecordBatch, format: Format) -> Result<(), String> {
     crate::print(&render(&[batch], format, None)?)
 }
 
-pub fn principals(hub: &Hub, format: Format) -> Result<(), String> {
+pub fn principals(hub: &GovernedHub, format: Format) -> Result<(), String> {
     let rows = hub
         .governance()
         .principals()

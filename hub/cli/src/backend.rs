@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
-use gridhub_engine::Hub;
+use gridhub_engine::GovernedHub;
 use gridhub_proto::v1 as pb;
 use gridhub_server::api;
 use gridhub_server::client::{Remote, RemoteOptions, describe_status};
@@ -58,7 +58,7 @@ impl RemoteArg {
 
 /// A local hub (the acting principal named by `--by`) or a remote one (the token's).
 pub enum Backend {
-    Local(std::sync::Arc<Hub>),
+    Local(std::sync::Arc<GovernedHub>),
     Remote(Remote),
 }
 
@@ -151,7 +151,7 @@ impl Backend {
                         .collect::<Vec<_>>()
                         .join(", ")
                 )),
-                None => hub.query(sql).await.map_err(local_error),
+                None => hub.hub().query(sql).await.map_err(local_error),
             },
             Backend::Remote(r) => {
                 if principal.is_some() {

@@ -14,7 +14,7 @@ use clap::Subcommand;
 use comfy_table::{Table, presets};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
-use gridhub_engine::{Hub, LIVE_SCHEMA, NoProgress, SHARED_SCHEMA, source_schema};
+use gridhub_engine::{GovernedHub, Hub, LIVE_SCHEMA, NoProgress, SHARED_SCHEMA, source_schema};
 use gridhub_synth::{CONFIG_FILE, City, ELDERLY_WALKUP_SQL, GenerateOptions, is_generated};
 
 #[derive(Subcommand, Debug)]
@@ -393,6 +393,9 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     if hub.snapshot().is_none() {
         hub.load(&NoProgress).await.map_err(err)?;
     }
+    let hub = GovernedHub::open(std::sync::Arc::new(hub))
+        .await
+        .map_err(err)?;
     let officer = "qian.security";
     let text = gridhub_policy::synthetic::large_policy(POLICY_LINES, POLICY_COMMUNITIES);
     let started = Instant::now();
@@ -425,7 +428,7 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     // 1. Authorisation + plan rewrite: the governed plan of the elderly query (4 tables)
     //    against planning the same SQL unrestricted.
     let sql = ELDERLY_WALKUP_SQL;
-    let ctx = hub.context();
+    let ctx = hub.hub().context();
     let mut plain = Vec::new();
     for _ in 0..WARM_PLANS {
         let started = Instant::now();
@@ -492,7 +495,7 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     // Alternate, so that both see the same cache and machine state.
     for _ in 0..runs {
         let started = Instant::now();
-        let batches = hub.query(sql).await.map_err(err)?;
+        let batches = hub.hub().query(sql).await.map_err(err)?;
         off.push(started.elapsed());
         answer.0 = batches.iter().map(|b| b.num_rows()).sum();
         let started = Instant::now();

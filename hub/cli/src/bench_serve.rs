@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use arrow_flight::decode::DecodedPayload;
 use futures::StreamExt;
-use gridhub_engine::{Hub, NoProgress, QueryLimits};
+use gridhub_engine::{GovernedHub, Hub, NoProgress, QueryLimits};
 use gridhub_server::client::{Remote, RemoteOptions, to_status};
 use gridhub_synth::{CONFIG_FILE, City, ELDERLY_WALKUP_SQL, GenerateOptions, is_generated};
 
@@ -105,8 +105,8 @@ pub async fn serve(
     if hub.snapshot().is_none() {
         hub.load(&NoProgress).await.map_err(err)?;
     }
-    let hub = Arc::new(hub);
-    let mut server_config = hub.config().server.clone();
+    let hub = Arc::new(GovernedHub::open(Arc::new(hub)).await.map_err(err)?);
+    let mut server_config = hub.hub().config().server.clone();
     server_config.listen = "127.0.0.1:0".parse().expect("address");
     server_config.metrics_listen = None;
     server_config.max_queries_per_principal = clients.max(1);
@@ -114,8 +114,8 @@ pub async fn serve(
         .await
         .map_err(|e| e.to_string())?;
     let url = format!("http://{}", server.addr);
-    let store =
-        gridhub_server::TokenStore::open(&hub.config().state_dir).map_err(|e| e.to_string())?;
+    let store = gridhub_server::TokenStore::open(&hub.hub().config().state_dir)
+        .map_err(|e| e.to_string())?;
     let token = |who: &str| -> Result<String, String> {
         store
             .issue(
@@ -131,6 +131,7 @@ pub async fn serve(
 
     // 1. Streaming.
     let person_rows = hub
+        .hub()
         .query("SELECT count(*) FROM person")
         .await
         .map_err(err)?
@@ -144,7 +145,7 @@ pub async fn serve(
         .unwrap_or(0);
     let sql = stream_sql(person_rows, rows);
     let limits = QueryLimits {
-        memory_bytes: Some(hub.config().server.query_memory_bytes),
+        memory_bytes: Some(hub.hub().config().server.query_memory_bytes),
         ..QueryLimits::default()
     };
     let remote = Remote::connect(&RemoteOptions {

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use gridhub_engine::Hub;
+use gridhub_engine::{GovernedHub, Hub};
 use gridhub_synth::{CONFIG_FILE, City, GenerateOptions, is_generated, showcase_queries};
 
 use crate::output::{Format, render};
@@ -15,7 +15,7 @@ const SHOWN_ROWS: usize = 12;
 
 /// The first showcase again, as principals under the default policy, and one refusal: what
 /// each role sees of the same question.
-async fn governed(hub: &Hub) -> Result<(), String> {
+async fn governed(hub: &GovernedHub) -> Result<(), String> {
     let elderly = gridhub_synth::ELDERLY_WALKUP_SQL;
     let runs = [
         (
@@ -91,7 +91,11 @@ pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
         hub.mappings().len(),
         started.elapsed().as_secs_f64()
     );
-    let hub = std::sync::Arc::new(hub);
+    let hub = std::sync::Arc::new(
+        GovernedHub::open(std::sync::Arc::new(hub))
+            .await
+            .map_err(|e| e.to_string())?,
+    );
     crate::catalog::show(
         &crate::backend::Backend::Local(hub.clone()),
         Format::Table,
@@ -104,7 +108,11 @@ pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
     for showcase in showcase_queries() {
         println!("\n== {}\n", showcase.title);
         let started = Instant::now();
-        let batches = hub.query(showcase.sql).await.map_err(|e| e.to_string())?;
+        let batches = hub
+            .hub()
+            .query(showcase.sql)
+            .await
+            .map_err(|e| e.to_string())?;
         crate::print(&render(&batches, Format::Table, Some(SHOWN_ROWS))?)?;
         println!("({:.0} ms)", started.elapsed().as_secs_f64() * 1000.0);
     }

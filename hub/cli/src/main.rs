@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gridhub_engine::Hub;
+use gridhub_engine::{GovernedHub, Hub};
 
 use crate::backend::{Backend, RemoteArg};
 use crate::output::Format;
@@ -230,7 +230,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             print(&output::render(&batches, format, max_rows)?)
         }
         Command::Principals { config, format } => {
-            let hub = Hub::open_path(&config.path())
+            let hub = GovernedHub::open_path(&config.path())
                 .await
                 .map_err(|e| e.to_string())?;
             access::principals(&hub, format)
@@ -252,7 +252,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let backend = match remote.connect(None).await? {
                 Some(r) => Backend::Remote(r),
                 None => Backend::Local(std::sync::Arc::new(
-                    Hub::open_path(&config.path())
+                    GovernedHub::open_path(&config.path())
                         .await
                         .map_err(|e| e.to_string())?,
                 )),
@@ -280,13 +280,14 @@ async fn run(cli: Cli) -> Result<(), String> {
             let hub = open(&config.path()).await?;
             let bar = progress::Bar::new(quiet());
             let refreshed = hub
+                .hub()
                 .refresh(&sources, &bar)
                 .await
                 .map_err(|e| e.to_string())?;
             drop(hub);
             // Reopen so every table is planned over the rebuilt caches.
             let hub = open(&config.path()).await?;
-            hub.load(&bar).await.map_err(|e| e.to_string())?;
+            hub.hub().load(&bar).await.map_err(|e| e.to_string())?;
             for outcome in &refreshed {
                 println!("{outcome}");
             }
@@ -331,8 +332,8 @@ async fn backend(
     })
 }
 
-/// Open the hub; load statistics on first use so the catalog is never empty.
-async fn open(path: &Path) -> Result<Hub, String> {
+/// Open the hub and govern it; load statistics on first use so the catalog is never empty.
+async fn open(path: &Path) -> Result<GovernedHub, String> {
     let hub = Hub::open_path(path).await.map_err(|e| e.to_string())?;
     if hub
         .store()
@@ -345,7 +346,9 @@ async fn open(path: &Path) -> Result<Hub, String> {
             .await
             .map_err(|e| e.to_string())?;
     }
-    Ok(hub)
+    GovernedHub::open(std::sync::Arc::new(hub))
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error.

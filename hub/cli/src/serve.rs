@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::Utc;
 use clap::Subcommand;
 use gridhub_audit::{AuditRecord, Outcome, RecordKind};
-use gridhub_engine::Hub;
+use gridhub_engine::GovernedHub;
 use gridhub_server::TokenStore;
 
 use crate::access::{show, text_table};
@@ -38,7 +38,7 @@ pub async fn serve(
     metrics_listen: Option<String>,
 ) -> Result<(), String> {
     let hub = crate::open(config).await?;
-    let mut server_config = hub.config().server.clone();
+    let mut server_config = hub.hub().config().server.clone();
     let address = |flag: &str, a: String| {
         a.parse()
             .map_err(|_| format!("--{flag} {a}: not an address (ip:port)"))
@@ -97,7 +97,7 @@ async fn shutdown_signal() {
 
 /// Record a token change in the audit log (who: the principal the token is for; the
 /// operator acts on the server's state dir).
-fn audit(hub: &Hub, principal: &str, text: String) -> Result<(), String> {
+fn audit(hub: &GovernedHub, principal: &str, text: String) -> Result<(), String> {
     let gov = hub.governance();
     let p = gov.principal(principal).map_err(|e| e.to_string())?;
     gov.audit()
@@ -124,8 +124,10 @@ fn audit(hub: &Hub, principal: &str, text: String) -> Result<(), String> {
 }
 
 pub async fn token(config: &Path, what: TokenCommand) -> Result<(), String> {
-    let hub = Hub::open_path(config).await.map_err(|e| e.to_string())?;
-    let store = TokenStore::open(&hub.config().state_dir).map_err(|e| e.to_string())?;
+    let hub = GovernedHub::open_path(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = TokenStore::open(&hub.hub().config().state_dir).map_err(|e| e.to_string())?;
     match what {
         TokenCommand::Issue {
             principal,
@@ -136,7 +138,7 @@ pub async fn token(config: &Path, what: TokenCommand) -> Result<(), String> {
             hub.governance()
                 .principal(&principal)
                 .map_err(|e| e.to_string())?;
-            let days = ttl_days.unwrap_or(hub.config().server.token_ttl_days);
+            let days = ttl_days.unwrap_or(hub.hub().config().server.token_ttl_days);
             if days == 0 {
                 return Err("--ttl-days must be positive".into());
             }

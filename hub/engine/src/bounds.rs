@@ -112,10 +112,10 @@ pub async fn parse_bounded(
         .spawn(move || {
             let _ = tx.send(parse_and_measure(&sql, &limits, recursion_limit));
         })
-        .map_err(|e| EngineError::Query {
+        .map_err(|e| EngineError::Internal {
             message: format!("cannot start the SQL parser thread: {e}"),
         })?;
-    rx.await.map_err(|_| EngineError::Query {
+    rx.await.map_err(|_| EngineError::Internal {
         message: "the SQL parser thread stopped without an answer".into(),
     })?
 }

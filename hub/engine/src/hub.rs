@@ -34,7 +34,6 @@ use crate::error::{EngineError, Result};
 use crate::fault::{
     Drift, FaultMap, Serving, SourceFault, SourceStatus, TableFaults, needed_columns,
 };
-use crate::govern::Governance;
 use crate::snapshot::{self, LoadMemoryPool, SnapshotSet, SnapshotWriter, Spilled};
 use crate::unavailable::UnavailableTable;
 
@@ -165,8 +164,9 @@ pub struct Hub {
     live: BTreeMap<String, Arc<dyn TableProvider>>,
     /// The snapshot set `public.*` is served from, if any.
     snapshot: Mutex<Option<SnapshotSet>>,
-    /// Policy, principals and audit log; set once the tables are registered.
-    governance: std::sync::OnceLock<Governance>,
+    /// Bumped each time `public.*` is served from a new snapshot set (or a load ends):
+    /// what was derived from the loaded data is stale once it moves on.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Hub {
@@ -258,9 +258,7 @@ impl Hub {
             let schema = Arc::new(MemorySchemaProvider::new());
             catalog
                 .register_schema(&source_schema(&sc.name), schema.clone())
-                .map_err(|e| EngineError::Query {
-                    message: e.to_string(),
-                })?;
+                .map_err(EngineError::plan)?;
             let health = connector.health().await;
             // A materialised source keeps serving its cache while its files are unreadable.
             let try_cache = connector.is_materialised() && sc.on_error == OnError::ServeStale;
@@ -364,9 +362,7 @@ impl Hub {
                         m.table.as_str(),
                     ))
                     .await
-                    .map_err(|e| EngineError::Query {
-                        message: e.to_string(),
-                    })?;
+                    .map_err(EngineError::plan)?;
                 let present: Vec<String> = raw
                     .schema()
                     .fields()
@@ -461,7 +457,7 @@ impl Hub {
             drift_sink,
             live: BTreeMap::new(),
             snapshot: Mutex::new(None),
-            governance: std::sync::OnceLock::new(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         hub.live = hub.live_tables()?;
         hub.register_schema(LIVE_SCHEMA)?;
@@ -475,11 +471,6 @@ impl Hub {
         };
         hub.serve(current)?;
         hub.register_system_tables()?;
-        let governed = crate::govern::governed_tables(&hub).await;
-        let governance = Governance::open(governed, &hub).await?;
-        hub.governance
-            .set(governance)
-            .expect("governance is set once, here");
         Ok(hub)
     }
 
@@ -509,9 +500,9 @@ impl Hub {
         self.faults.get(table).filter(|f| !f.is_empty())
     }
 
-    /// Policy, principals and audit log.
-    pub fn governance(&self) -> &Governance {
-        self.governance.get().expect("set when the hub opens")
+    /// Which load the served data is from: changes whenever the data does.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn mappings(&self) -> &[CompiledMapping] {
@@ -522,9 +513,7 @@ impl Hub {
         self.ctx
             .register_table(TableReference::partial(schema, name), table)
             .map(|_| ())
-            .map_err(|e| EngineError::Query {
-                message: e.to_string(),
-            })
+            .map_err(EngineError::plan)
     }
 
     fn register_schema(&self, name: &str) -> Result<()> {
@@ -532,9 +521,7 @@ impl Hub {
         if catalog.schema(name).is_none() {
             catalog
                 .register_schema(name, Arc::new(MemorySchemaProvider::new()))
-                .map_err(|e| EngineError::Query {
-                    message: e.to_string(),
-                })?;
+                .map_err(EngineError::plan)?;
         }
         Ok(())
     }
@@ -617,9 +604,7 @@ impl Hub {
             let r = m.rejects()?;
             rejects = Some(match rejects {
                 None => r,
-                Some(all) => all.union(r).map_err(|e| EngineError::Query {
-                    message: e.to_string(),
-                })?,
+                Some(all) => all.union(r).map_err(EngineError::plan)?,
             });
         }
         let rejects: Arc<dyn TableProvider> = match rejects {
@@ -634,11 +619,8 @@ impl Hub {
     fn register_system_tables(&self) -> Result<()> {
         self.register_schema(SYSTEM_SCHEMA)?;
         for (name, batch) in crate::system::tables(self)? {
-            let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| {
-                EngineError::Query {
-                    message: e.to_string(),
-                }
-            })?;
+            let table =
+                MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(EngineError::plan)?;
             self.ctx
                 .deregister_table(TableReference::partial(SYSTEM_SCHEMA, name))
                 .ok();
@@ -768,12 +750,10 @@ impl Hub {
                     .iter()
                     .map(|f| (f.name().clone(), f.data_type().to_string()))
                     .collect();
-                let rows = df.count().await.map_err(|e| EngineError::Query {
-                    message: format!(
-                        "counting rows of {}.{t}: {}",
-                        source_schema(&s.name),
-                        self.describe(e)
-                    ),
+                let rows = df.count().await.map_err(|e| {
+                    EngineError::execution(
+                        e.context(format!("counting rows of {}.{t}", source_schema(&s.name))),
+                    )
                 })? as u64;
                 tables.push(SourceTableRecord {
                     source: s.name.clone(),
@@ -807,12 +787,9 @@ impl Hub {
         let mut stats = Vec::new();
         for m in &self.mappings {
             progress.step(&m.label());
-            let batches = m
-                .counts()?
-                .collect()
-                .await
-                .map_err(|e| EngineError::Query {
-                    message: format!("loading {}: {}", m.label(), self.describe(e)),
+            let batches =
+                m.counts()?.collect().await.map_err(|e| {
+                    EngineError::execution(e.context(format!("loading {}", m.label())))
                 })?;
             let (accepted, rejected) = first_two_counts(&batches);
             stats.push(LoadStat {
@@ -868,19 +845,12 @@ impl Hub {
             let live = DataFrame::new(load_state.clone(), live.logical_plan().clone());
             let rows = match writer.as_mut() {
                 Some(w) => {
-                    let written = w.write(def.name, live).await.map_err(|e| {
-                        let message = e.to_string();
-                        if message.contains("Resources exhausted") {
-                            EngineError::Query {
-                                message: format!(
-                                    "{message} — the load's memory pool is too small for this \
-                                 merge: raise [hub] load_memory_mb (now {} MiB)",
-                                    self.config.load_memory_mb
-                                ),
-                            }
-                        } else {
-                            e
-                        }
+                    let written = w.write(def.name, live).await.map_err(|e| match e {
+                        EngineError::ResourcesExhausted { source } => EngineError::LoadMemory {
+                            source,
+                            limit_mb: self.config.load_memory_mb,
+                        },
+                        e => e,
                     })?;
                     spilled.insert(def.name.to_string(), written.spilled);
                     written.rows
@@ -908,9 +878,8 @@ impl Hub {
         self.store.replace_lineage(&self.lineage())?;
         self.register_system_tables()?;
         progress.finish();
-        if let Some(governance) = self.governance.get() {
-            governance.forget_communities();
-        }
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(LoadSummary {
             stats,
             shared,
@@ -987,6 +956,7 @@ impl Hub {
             recursion_limit,
         )
         .await?;
+        self.check_tables(&state, &statement)?;
         let plan = state
             .statement_to_plan(statement)
             .await
@@ -1024,39 +994,53 @@ impl Hub {
         names
     }
 
-    /// Turn a DataFusion error into one sentence a user can act on.
+    /// Turn a DataFusion error into one sentence a user can act on (by its kind).
     pub fn describe(&self, e: DataFusionError) -> EngineError {
-        let root = e.find_root();
-        match root {
-            DataFusionError::SQL(parser, _) => EngineError::Sql {
-                message: parser.to_string().replace("sql parser error: ", ""),
-            },
-            DataFusionError::Plan(msg)
-                if msg.contains("not found") && msg.starts_with("table '") =>
-            {
-                let quoted = msg.split('\'').nth(1).unwrap_or_default();
-                let table = quoted
-                    .strip_prefix(&format!("{CATALOG}.{SHARED_SCHEMA}."))
-                    .or_else(|| quoted.strip_prefix(&format!("{CATALOG}.")))
-                    .unwrap_or(quoted);
-                EngineError::UnknownTable {
-                    table: table.to_string(),
-                    known: self.table_names().join(", "),
-                }
-            }
-            DataFusionError::Plan(msg) => EngineError::Sql {
-                message: msg.clone(),
-            },
-            DataFusionError::SchemaError(err, _) => EngineError::Sql {
-                message: err.to_string(),
-            },
-            DataFusionError::ResourcesExhausted(_) => EngineError::ResourcesExhausted {
-                message: root.to_string(),
-            },
-            other => EngineError::Query {
-                message: other.to_string(),
-            },
+        EngineError::plan(e)
+    }
+
+    /// Refuse a statement that names a table this hub does not have, naming the ones it has.
+    fn check_tables(
+        &self,
+        state: &datafusion::execution::SessionState,
+        statement: &datafusion::sql::parser::Statement,
+    ) -> Result<()> {
+        use datafusion::sql::parser::Statement as DfStatement;
+        use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+        // Other statements name tables they create or write: DataFusion judges those.
+        let is_query =
+            matches!(statement, DfStatement::Statement(s) if matches!(**s, SqlStatement::Query(_)));
+        if !is_query {
+            return Ok(());
         }
+        for reference in state
+            .resolve_table_references(statement)
+            .map_err(EngineError::plan)?
+        {
+            if !self
+                .ctx
+                .table_exist(reference.clone())
+                .map_err(EngineError::plan)?
+            {
+                let name = match (reference.catalog(), reference.schema()) {
+                    (Some(c), Some(s)) if c == CATALOG && s == SHARED_SCHEMA => {
+                        reference.table().to_string()
+                    }
+                    (None, Some(s)) if s == SHARED_SCHEMA => reference.table().to_string(),
+                    (Some(c), _) if c == CATALOG => format!(
+                        "{}.{}",
+                        reference.schema().unwrap_or(SHARED_SCHEMA),
+                        reference.table()
+                    ),
+                    _ => reference.to_string(),
+                };
+                return Err(EngineError::UnknownTable {
+                    table: name,
+                    known: self.table_names().join(", "),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1154,9 +1138,7 @@ fn view(df: DataFrame) -> Arc<dyn TableProvider> {
 }
 
 fn empty_table(schema: SchemaRef) -> Result<MemTable> {
-    MemTable::try_new(schema, vec![vec![]]).map_err(|e| EngineError::Query {
-        message: e.to_string(),
-    })
+    MemTable::try_new(schema, vec![vec![]]).map_err(EngineError::plan)
 }
 
 /// The schema of `_rejects`.

@@ -10,17 +10,14 @@
 //! queryable as `src_<source>.<table>`, rejected rows as `_rejects`, the catalog as
 //! `system.*`.
 
-mod admin;
 pub mod bounds;
 pub mod config;
 pub mod error;
 pub mod fault;
 pub mod functions;
-pub mod govern;
-pub mod guarded;
+pub mod governance;
 pub mod hub;
 pub mod snapshot;
-pub mod stream;
 pub mod system;
 mod unavailable;
 
@@ -28,11 +25,13 @@ pub use bounds::SqlLimits;
 pub use config::{HubConfig, OnError, ServerConfig, SourceConfig, TlsFiles};
 pub use error::{EngineError, Result};
 pub use fault::{Serving, SourceFault, SourceStatus};
-pub use govern::{Governance, GovernedAnswer, GuardedTable, QueryLimits, describe_access};
+pub use governance::{
+    Governance, GovernedAnswer, GovernedHub, GovernedStream, GuardedTable, PreparedPlan,
+    QueryLimits, VisibleTable, describe_access,
+};
 pub use gridhub_policy::Principal;
 pub use hub::{
     Hub, LIVE_SCHEMA, LoadSummary, NoProgress, Progress, REJECTS_TABLE, RefreshOutcome,
     SHARED_SCHEMA, SYSTEM_SCHEMA, SourceState, rejects_schema, source_schema,
 };
-pub use stream::{GovernedStream, PreparedPlan};
 pub use system::TABLES as SYSTEM_TABLES;

@@ -74,8 +74,17 @@ impl SnapshotSet {
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> EngineError {
-    EngineError::Query {
-        message: format!("snapshot {}: {e}", path.display()),
+    EngineError::Snapshot {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Writing a snapshot's plan failed: memory exhaustion keeps its kind.
+fn write_error(path: &Path, e: datafusion::error::DataFusionError) -> EngineError {
+    match e.find_root() {
+        datafusion::error::DataFusionError::ResourcesExhausted(_) => EngineError::execution(e),
+        _ => io(path, e),
     }
 }
 
@@ -164,10 +173,13 @@ impl SnapshotWriter {
         .map_err(|e| io(&path, e))?;
         let df = DataFrame::new(state, plan);
         let task = Arc::new(df.task_ctx());
-        let physical = df.create_physical_plan().await.map_err(|e| io(&path, e))?;
+        let physical = df
+            .create_physical_plan()
+            .await
+            .map_err(|e| write_error(&path, e))?;
         let batches = datafusion::physical_plan::collect(Arc::clone(&physical), task)
             .await
-            .map_err(|e| io(&path, e))?;
+            .map_err(|e| write_error(&path, e))?;
         let rows = batches
             .iter()
             .filter_map(|b| {

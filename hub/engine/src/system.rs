@@ -44,8 +44,8 @@ fn batch(fields: Vec<(&str, DataType)>, columns: Vec<ArrayRef>) -> Result<Record
             .map(|(n, t)| Field::new(n, t, true))
             .collect::<Vec<_>>(),
     );
-    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| EngineError::Query {
-        message: e.to_string(),
+    RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| EngineError::Internal {
+        message: format!("a system table's columns do not fit its schema: {e}"),
     })
 }
 

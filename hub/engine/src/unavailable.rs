@@ -22,6 +22,11 @@ impl UnavailableTable {
     pub fn new(schema: SchemaRef, reason: String) -> Self {
         Self { schema, reason }
     }
+
+    /// Why the table cannot be read (names the source).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 #[async_trait]

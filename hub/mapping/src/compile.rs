@@ -43,8 +43,22 @@ pub struct CompiledMapping {
     /// The shared `area_code` as an expression over the raw table's columns, when the
     /// mapping gives one: the jurisdiction of a raw row, for policies on raw tables.
     pub area_code: Option<Expr>,
+    /// Each mapped shared column with the raw columns its value is computed from (the
+    /// column references of its compiled expression).
+    pub reads: Vec<ColumnRead>,
     /// Shared columns plus `__err`, `__row_id`, `__raw`.
     checked: DataFrame,
+}
+
+/// The raw columns one shared column of a mapping reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnRead {
+    /// The shared column.
+    pub shared: &'static str,
+    /// The raw columns its compiled expression references.
+    pub raw: std::collections::BTreeSet<String>,
+    /// The normaliser or value map applied, if any (`person_id`: pseudonymised).
+    pub transform: Option<String>,
 }
 
 impl CompiledMapping {
@@ -211,6 +225,7 @@ pub fn compile(
     let mut raws: Vec<(usize, Expr)> = Vec::new();
     let mut reasons: Vec<(usize, ReasonFn)> = Vec::new();
     let mut area_code = None;
+    let mut reads = Vec::new();
 
     for (i, def) in target.columns.iter().enumerate() {
         let value = if def.name == SOURCE_COLUMN {
@@ -227,6 +242,16 @@ pub fn compile(
             if def.name == "area_code" {
                 area_code = Some(compiled.value.clone());
             }
+            reads.push(ColumnRead {
+                shared: def.name,
+                raw: compiled
+                    .value
+                    .column_refs()
+                    .into_iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
+                transform: spec.transform(),
+            });
             compiled.value
         } else if def.name == UPDATED_AT_COLUMN {
             lit(ScalarValue::TimestampMicrosecond(
@@ -311,6 +336,7 @@ pub fn compile(
         source_table: mapping.table.clone(),
         target,
         area_code,
+        reads,
         checked,
     })
 }

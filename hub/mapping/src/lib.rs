@@ -13,7 +13,7 @@ pub mod config;
 pub mod error;
 pub mod merge;
 
-pub use compile::{CompiledMapping, compile, rejects_columns};
+pub use compile::{ColumnRead, CompiledMapping, compile, rejects_columns};
 pub use config::{ColumnOrigin, ColumnSpec, MappingConfig, TablePrecedence};
 pub use error::{MappingError, Result};
 pub use merge::merge;

@@ -9,7 +9,7 @@ use arrow::array::{Array, RecordBatch};
 use arrow::datatypes::DataType;
 use chrono::{DateTime, Utc};
 use gridhub_audit::{AuditFilter, Outcome};
-use gridhub_engine::{EngineError, Hub};
+use gridhub_engine::{EngineError, GovernedHub};
 use gridhub_proto::v1 as pb;
 
 type Result<T> = std::result::Result<T, EngineError>;
@@ -54,11 +54,13 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>> {
 fn texts(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<String>>> {
     let mut out = Vec::new();
     for b in batches {
-        let column = b.column_by_name(name).ok_or_else(|| EngineError::Query {
-            message: format!("catalog answer has no column {name}"),
-        })?;
+        let column = b
+            .column_by_name(name)
+            .ok_or_else(|| EngineError::Internal {
+                message: format!("catalog answer has no column {name}"),
+            })?;
         let column =
-            arrow::compute::cast(column, &DataType::Utf8).map_err(|e| EngineError::Query {
+            arrow::compute::cast(column, &DataType::Utf8).map_err(|e| EngineError::Internal {
                 message: e.to_string(),
             })?;
         let column = column
@@ -79,7 +81,7 @@ fn number(v: Option<String>) -> Option<i64> {
 struct CountScope(Option<std::collections::BTreeSet<String>>);
 
 impl CountScope {
-    async fn of(hub: &Hub, caller: Option<&gridhub_policy::Principal>) -> Result<Self> {
+    async fn of(hub: &GovernedHub, caller: Option<&gridhub_policy::Principal>) -> Result<Self> {
         let Some(p) = caller else {
             return Ok(Self(None));
         };
@@ -87,11 +89,11 @@ impl CountScope {
             .visible_tables(&p.id, None)
             .await?
             .into_iter()
-            .map(|(schema, table, _)| {
-                if schema == gridhub_engine::SHARED_SCHEMA {
-                    table
+            .map(|t| {
+                if t.schema == gridhub_engine::SHARED_SCHEMA {
+                    t.table
                 } else {
-                    format!("{schema}.{table}")
+                    format!("{}.{}", t.schema, t.table)
                 }
             })
             .collect();
@@ -113,7 +115,7 @@ impl CountScope {
 
 /// Audit that `caller` was told the counts of `tables` (the operator is not a principal).
 fn audit_counts(
-    hub: &Hub,
+    hub: &GovernedHub,
     caller: Option<&gridhub_policy::Principal>,
     what: &str,
     counted: Vec<String>,
@@ -132,10 +134,13 @@ fn audit_counts(
 
 /// Sources, shared tables, columns with tags, lineage. No resident data; row counts only
 /// of what `caller` may read (all for the operator, None), and the counts given are audited.
-pub async fn catalog(hub: &Hub, caller: Option<&gridhub_policy::Principal>) -> Result<pb::Catalog> {
+pub async fn catalog(
+    hub: &GovernedHub,
+    caller: Option<&gridhub_policy::Principal>,
+) -> Result<pb::Catalog> {
     let scope = CountScope::of(hub, caller).await?;
     let mut counted = Vec::new();
-    let s = hub.query(SOURCES).await?;
+    let s = hub.hub().query(SOURCES).await?;
     let [
         name,
         kind,
@@ -183,7 +188,7 @@ pub async fn catalog(hub: &Hub, caller: Option<&gridhub_policy::Principal>) -> R
             location: location[i].take().unwrap_or_default(),
         });
     }
-    let t = hub.query(TABLES).await?;
+    let t = hub.hub().query(TABLES).await?;
     let (mut label, mut key, mut rows, mut srcs) = (
         texts(&t, "label")?,
         texts(&t, "key")?,
@@ -208,7 +213,7 @@ pub async fn catalog(hub: &Hub, caller: Option<&gridhub_policy::Principal>) -> R
             }
         })
         .collect();
-    let c = hub.query(COLUMNS).await?;
+    let c = hub.hub().query(COLUMNS).await?;
     let (mut name, mut kind, mut tag, mut label, mut is_key) = (
         texts(&c, "column_name")?,
         texts(&c, "data_type")?,
@@ -229,6 +234,7 @@ pub async fn catalog(hub: &Hub, caller: Option<&gridhub_policy::Principal>) -> R
         })
         .collect();
     let lineage = hub
+        .hub()
         .lineage()
         .into_iter()
         .map(|l| pb::Lineage {
@@ -254,7 +260,7 @@ pub async fn catalog(hub: &Hub, caller: Option<&gridhub_policy::Principal>) -> R
 /// Rejected rows counted per source table and target (counts only), for the operator (None)
 /// or a principal that may read `_rejects` (audited); nothing for anyone else.
 pub async fn rejects(
-    hub: &Hub,
+    hub: &GovernedHub,
     caller: Option<&gridhub_policy::Principal>,
 ) -> Result<pb::RejectSummary> {
     let scope = CountScope::of(hub, caller).await?;
@@ -267,7 +273,7 @@ pub async fn rejects(
         "rejects",
         vec![gridhub_engine::REJECTS_TABLE.into()],
     )?;
-    let r = hub.query(REJECTS).await?;
+    let r = hub.hub().query(REJECTS).await?;
     let (mut source_table, mut target_table, mut rows) = (
         texts(&r, "source_table")?,
         texts(&r, "target_table")?,
@@ -300,7 +306,7 @@ fn version(v: gridhub_policy::PolicyVersion) -> pb::PolicyVersion {
     }
 }
 
-pub async fn policy_check(hub: &Hub, text: &str) -> Result<pb::CheckResponse> {
+pub async fn policy_check(hub: &GovernedHub, text: &str) -> Result<pb::CheckResponse> {
     Ok(pb::CheckResponse {
         lines: hub.policy_check(text).await? as i64,
     })
@@ -339,7 +345,7 @@ fn change(c: gridhub_policy::PolicyChange) -> pb::PolicyChange {
 }
 
 pub async fn policy_apply(
-    hub: &Hub,
+    hub: &GovernedHub,
     by: &str,
     text: &str,
     comment: &str,
@@ -347,7 +353,7 @@ pub async fn policy_apply(
     Ok(change(hub.policy_apply(by, text, comment).await?))
 }
 
-pub async fn policy_approve(hub: &Hub, by: &str, id: i64) -> Result<pb::PolicyChange> {
+pub async fn policy_approve(hub: &GovernedHub, by: &str, id: i64) -> Result<pb::PolicyChange> {
     let (p, v) = hub.policy_approve(by, id).await?;
     Ok(pb::PolicyChange {
         version: Some(version(v)),
@@ -355,11 +361,11 @@ pub async fn policy_approve(hub: &Hub, by: &str, id: i64) -> Result<pb::PolicyCh
     })
 }
 
-pub fn policy_reject(hub: &Hub, by: &str, id: i64, reason: &str) -> Result<pb::Proposal> {
+pub fn policy_reject(hub: &GovernedHub, by: &str, id: i64, reason: &str) -> Result<pb::Proposal> {
     Ok(proposal(hub.policy_reject(by, id, reason)?))
 }
 
-pub fn policy_proposals(hub: &Hub, by: &str, all: bool) -> Result<pb::ProposalList> {
+pub fn policy_proposals(hub: &GovernedHub, by: &str, all: bool) -> Result<pb::ProposalList> {
     Ok(pb::ProposalList {
         proposals: hub
             .policy_proposals(by, !all)?
@@ -369,22 +375,22 @@ pub fn policy_proposals(hub: &Hub, by: &str, all: bool) -> Result<pb::ProposalLi
     })
 }
 
-pub fn policy_history(hub: &Hub, by: &str) -> Result<pb::PolicyHistory> {
+pub fn policy_history(hub: &GovernedHub, by: &str) -> Result<pb::PolicyHistory> {
     Ok(pb::PolicyHistory {
         versions: hub.policy_history(by)?.into_iter().map(version).collect(),
     })
 }
 
-pub async fn policy_rollback(hub: &Hub, by: &str, v: i64) -> Result<pb::PolicyChange> {
+pub async fn policy_rollback(hub: &GovernedHub, by: &str, v: i64) -> Result<pb::PolicyChange> {
     Ok(change(hub.policy_rollback(by, v).await?))
 }
 
-pub fn policy_show(hub: &Hub, by: &str, v: Option<i64>) -> Result<pb::PolicyVersion> {
+pub fn policy_show(hub: &GovernedHub, by: &str, v: Option<i64>) -> Result<pb::PolicyVersion> {
     Ok(version(hub.policy_show(by, v)?))
 }
 
 pub async fn policy_explain(
-    hub: &Hub,
+    hub: &GovernedHub,
     by: &str,
     principal: &str,
     purpose: Option<&str>,
@@ -393,7 +399,7 @@ pub async fn policy_explain(
     let decisions = hub.policy_explain(by, principal, purpose, sql).await?;
     let mut out = pb::Explanation::default();
     for d in &decisions {
-        for r in gridhub_engine::govern::decision_rows(d) {
+        for r in gridhub_engine::governance::decision_rows(d) {
             let get = |k: &str| r.get(k).cloned().unwrap_or_default();
             out.rows.push(pb::ExplainRow {
                 table: get("table"),
@@ -428,7 +434,7 @@ fn emergency(e: gridhub_policy::Emergency, active: bool) -> pb::Emergency {
 }
 
 pub async fn emergency_declare(
-    hub: &Hub,
+    hub: &GovernedHub,
     by: &str,
     area: &str,
     until: &str,
@@ -441,11 +447,11 @@ pub async fn emergency_declare(
     Ok(emergency(e, active))
 }
 
-pub async fn emergency_end(hub: &Hub, by: &str, id: i64) -> Result<pb::Emergency> {
+pub async fn emergency_end(hub: &GovernedHub, by: &str, id: i64) -> Result<pb::Emergency> {
     Ok(emergency(hub.emergency_end(by, id).await?, false))
 }
 
-pub fn emergency_list(hub: &Hub, by: &str) -> Result<pb::EmergencyList> {
+pub fn emergency_list(hub: &GovernedHub, by: &str) -> Result<pb::EmergencyList> {
     Ok(pb::EmergencyList {
         emergencies: hub
             .emergency_list(by)?
@@ -456,7 +462,11 @@ pub fn emergency_list(hub: &Hub, by: &str) -> Result<pb::EmergencyList> {
 }
 
 /// Verify the audit chain, and against the witness text the request carries, if any.
-pub fn audit_verify(hub: &Hub, by: &str, q: &pb::VerifyRequest) -> Result<pb::VerifyReport> {
+pub fn audit_verify(
+    hub: &GovernedHub,
+    by: &str,
+    q: &pb::VerifyRequest,
+) -> Result<pb::VerifyReport> {
     let report = match &q.witness {
         Some(text) => {
             let name = match q.witness_name.as_str() {
@@ -482,7 +492,11 @@ pub fn audit_verify(hub: &Hub, by: &str, q: &pb::VerifyRequest) -> Result<pb::Ve
     })
 }
 
-pub fn audit_search(hub: &Hub, by: &str, q: &pb::SearchRequest) -> Result<pb::AuditRecords> {
+pub fn audit_search(
+    hub: &GovernedHub,
+    by: &str,
+    q: &pb::SearchRequest,
+) -> Result<pb::AuditRecords> {
     let outcome = match q.outcome.as_deref() {
         None | Some("") => None,
         Some("ok") => Some(Outcome::Ok),
@@ -529,7 +543,7 @@ pub fn audit_search(hub: &Hub, by: &str, q: &pb::SearchRequest) -> Result<pb::Au
 /// Health: serving or degraded (a source is unavailable), the active policy version, and
 /// the caller as the hub knows it.
 pub async fn health(
-    hub: &Arc<Hub>,
+    hub: &Arc<GovernedHub>,
     caller: &gridhub_policy::Principal,
 ) -> Result<pb::HealthResponse> {
     let catalog = catalog(hub, Some(caller)).await?;

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
-use gridhub_engine::Hub;
+use gridhub_engine::GovernedHub;
 use gridhub_policy::Principal;
 use rand::TryRngCore;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -260,7 +260,7 @@ impl Authenticator {
     /// `authorization` header (`Bearer <token>` or `Basic base64(principal:token)`).
     pub fn authenticate(
         &self,
-        hub: &Hub,
+        hub: &GovernedHub,
         metadata: &MetadataMap,
         peer_certs: Option<&[tonic::transport::CertificateDer<'static>]>,
     ) -> Result<(Principal, Credential), ServerError> {

@@ -60,17 +60,18 @@ fn engine_code(e: &EngineError) -> Code {
         },
         // A source that cannot be read: the message names it.
         EngineError::Connector(_) => Code::Unavailable,
-        EngineError::ResourcesExhausted { .. } => Code::ResourceExhausted,
-        EngineError::Governed { message } | EngineError::Query { message }
-            if message.contains("Resources exhausted") =>
-        {
+        EngineError::ResourcesExhausted { .. } | EngineError::LoadMemory { .. } => {
             Code::ResourceExhausted
         }
         EngineError::ConfigNotFound { .. }
         | EngineError::Config { .. }
         | EngineError::Mapping(_) => Code::FailedPrecondition,
         EngineError::Catalog(_) | EngineError::Audit(_) => Code::Internal,
-        EngineError::Governed { .. } | EngineError::Query { .. } => Code::Internal,
+        // A query that does not plan names something that is not there or does not fit.
+        EngineError::Plan { .. } => Code::InvalidArgument,
+        EngineError::Execution { .. }
+        | EngineError::Internal { .. }
+        | EngineError::Snapshot { .. } => Code::Internal,
     }
 }
 
@@ -99,9 +100,7 @@ mod tests {
                 Code::PermissionDenied,
             ),
             (
-                ServerError::Engine(EngineError::ResourcesExhausted {
-                    message: "Resources exhausted: …".into(),
-                }),
+                ServerError::Engine(EngineError::resources_exhausted("…".into())),
                 Code::ResourceExhausted,
             ),
             (ServerError::Timeout { seconds: 1 }, Code::DeadlineExceeded),

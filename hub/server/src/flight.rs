@@ -31,8 +31,8 @@ use arrow_flight::{
 };
 use datafusion::common::{ParamValues, ScalarValue};
 use futures::{Stream, StreamExt, TryStreamExt};
-use gridhub_engine::QueryLimits;
 use gridhub_engine::hub::CATALOG;
+use gridhub_engine::{QueryLimits, VisibleTable};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataValue;
@@ -48,6 +48,13 @@ type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send 
 
 /// Prepared statements are dropped this long after their creation (clients close theirs).
 const PREPARED_TTL: Duration = Duration::from_secs(3600);
+/// The table type of a table GetTables lists.
+const TABLE: &str = "TABLE";
+/// The table type of a table whose source cannot be read now.
+const UNAVAILABLE_TABLE: &str = "UNAVAILABLE TABLE";
+/// Schema metadata key of an unavailable table's reason, in GetTables' `table_schema`.
+pub const UNAVAILABLE_METADATA: &str = "gridhub.unavailable";
+
 /// At most this many open prepared statements in the hub.
 const PREPARED_MAX: usize = 10_000;
 
@@ -294,13 +301,10 @@ impl HubFlightSql {
         Ok((p.sql.clone(), p.purpose.clone(), p.params.clone()))
     }
 
-    /// Readable tables of the caller as (schema, table, the schema the caller sees), from
-    /// the policy's decisions (nothing is planned), under the caller's concurrency cap and
-    /// the query timeout like any query.
-    async fn readable_tables(
-        &self,
-        caller: &Caller,
-    ) -> Result<Vec<(String, String, SchemaRef)>, Status> {
+    /// Readable tables of the caller with the schema the caller sees, from the policy's
+    /// decisions (nothing is planned), under the caller's concurrency cap and the query
+    /// timeout like any query.
+    async fn readable_tables(&self, caller: &Caller) -> Result<Vec<VisibleTable>, Status> {
         let state = &self.state;
         let _permit = state
             .concurrency
@@ -581,7 +585,7 @@ impl FlightSqlService for HubFlightSql {
             .readable_tables(&caller)
             .await?
             .into_iter()
-            .map(|(s, _, _)| s)
+            .map(|t| t.schema)
             .collect();
         schemas.dedup();
         let mut builder = query.into_builder();
@@ -617,9 +621,21 @@ impl FlightSqlService for HubFlightSql {
         self.state.metrics.request("GetTables");
         let tables = self.readable_tables(&caller).await?;
         let mut builder = query.into_builder();
-        for (schema, table, columns) in tables {
+        for t in tables {
+            // A table whose source is broken is listed as such, the reason in its schema's
+            // metadata (GetTables has no column for it).
+            let (kind, columns) = match &t.unavailable {
+                None => (TABLE, t.columns.as_ref().clone()),
+                Some(reason) => (
+                    UNAVAILABLE_TABLE,
+                    t.columns
+                        .as_ref()
+                        .clone()
+                        .with_metadata([(UNAVAILABLE_METADATA.to_string(), reason.clone())].into()),
+                ),
+            };
             builder
-                .append(CATALOG, schema, table, "TABLE", &columns)
+                .append(CATALOG, t.schema, t.table, kind, &columns)
                 .map_err(Status::from)?;
         }
         let schema = builder.schema();
@@ -654,7 +670,10 @@ impl FlightSqlService for HubFlightSql {
         )]));
         let batch = RecordBatch::try_new(
             schema.clone(),
-            vec![Arc::new(arrow::array::StringArray::from(vec!["TABLE"])) as Arc<dyn Array>],
+            vec![Arc::new(arrow::array::StringArray::from(vec![
+                TABLE,
+                UNAVAILABLE_TABLE,
+            ])) as Arc<dyn Array>],
         )
         .map_err(FlightError::Arrow);
         Ok(Response::new(single(batch, schema)))

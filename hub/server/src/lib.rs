@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use gridhub_engine::{Hub, ServerConfig};
+use gridhub_engine::{GovernedHub, ServerConfig};
 use gridhub_policy::Principal;
 use gridhub_proto::v1::audit_service_server::AuditServiceServer;
 use gridhub_proto::v1::catalog_service_server::CatalogServiceServer;
@@ -50,7 +50,7 @@ pub struct Caller {
 
 /// What the services share.
 pub struct ServerState {
-    pub hub: Arc<Hub>,
+    pub hub: Arc<GovernedHub>,
     pub config: ServerConfig,
     pub auth: Authenticator,
     pub concurrency: Arc<guard::Concurrency>,
@@ -174,7 +174,10 @@ fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, ServerError> {
 }
 
 /// Start the hub server for `hub` with `config` (bound before this returns).
-pub async fn start(hub: Arc<Hub>, config: ServerConfig) -> Result<RunningServer, ServerError> {
+pub async fn start(
+    hub: Arc<GovernedHub>,
+    config: ServerConfig,
+) -> Result<RunningServer, ServerError> {
     if config.tls.is_none() && !config.listen.ip().is_loopback() && !config.insecure_plaintext {
         return Err(ServerError::Startup(format!(
             "{} is not a loopback address and [server] has no tls_cert/tls_key: configure TLS \
@@ -182,7 +185,7 @@ pub async fn start(hub: Arc<Hub>, config: ServerConfig) -> Result<RunningServer,
             config.listen
         )));
     }
-    let tokens = TokenStore::open(&hub.config().state_dir)?;
+    let tokens = TokenStore::open(&hub.hub().config().state_dir)?;
     let certificates = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     let state = Arc::new(ServerState {
         hub,

@@ -16,13 +16,15 @@ use gridhub_audit::{
     AuditFilter, AuditLog, AuditOptions, AuditRecord, Outcome, RecordKind, StoredRecord,
     VerifyReport,
 };
+use gridhub_catalog::CatalogStore;
 use gridhub_policy::{
     Emergency, NewProposal, Policy, PolicyChange, PolicyError, PolicyStore, PolicyVersion,
     Principal, Proposal, ProposalState, TableDecision, Widening, summarize, widenings,
 };
 
+use super::GovernedHub;
+use crate::config::HubConfig;
 use crate::error::{EngineError, Result};
-use crate::hub::Hub;
 
 /// How many widenings a proposal's diff summary names (then "and N more").
 const SUMMARY_LINES: usize = 20;
@@ -36,7 +38,7 @@ fn first_and_more(items: &[&Widening]) -> String {
     }
 }
 
-impl Hub {
+impl GovernedHub {
     /// Compile a policy text against this hub and refuse it if it would lock the hub's
     /// administration out (no lines, nobody to `manage_policy` or to `read_audit`).
     async fn compile_administrable(&self, text: &str) -> Result<Policy> {
@@ -61,7 +63,7 @@ impl Hub {
         let widened =
             tokio::task::spawn_blocking(move || widenings(&old, &new, &principals, &known, now))
                 .await
-                .map_err(|e| EngineError::Governed {
+                .map_err(|e| EngineError::Internal {
                     message: format!("comparing the policies failed: {e}"),
                 })?;
         Ok((base, widened))
@@ -381,7 +383,7 @@ impl Hub {
         let actor = gov.principal(by)?.clone();
         gov.require(&actor, "declare_emergency")?;
         let now = gov.now();
-        let max = self.config().policy.emergency_max;
+        let max = self.hub.config().policy.emergency_max;
         if until - now > max {
             let message = format!(
                 "expiry {until} is {} hours away, beyond the maximum of {} hours ([policy] \
@@ -512,8 +514,11 @@ impl Hub {
 /// Opens the hub's audit log, with its witness and what the hub's other state says about its
 /// history. Called by `Governance::open` before the default policy is applied, so a policy
 /// version in the store means the log was opened (and anchored) before.
-pub(crate) fn open_audit_log(hub: &Hub, store: &PolicyStore) -> Result<AuditLog> {
-    let config = hub.config();
+pub(crate) fn open_audit_log(
+    config: &HubConfig,
+    catalog: &CatalogStore,
+    store: &PolicyStore,
+) -> Result<AuditLog> {
     let path = config.state_dir.join("audit.db");
     let Some(key) = &config.audit_key else {
         // Only a hub without principals (the config refuses the rest): it audits nothing.
@@ -522,7 +527,7 @@ pub(crate) fn open_audit_log(hub: &Hub, store: &PolicyStore) -> Result<AuditLog>
     let options = AuditOptions {
         witness: config.audit_witness.clone(),
         witness_every: config.audit_witness_every,
-        history: audit_history(hub, store)?,
+        history: audit_history(catalog, store)?,
     };
     Ok(AuditLog::open_with(&path, key.as_bytes(), &options)?)
 }
@@ -530,11 +535,10 @@ pub(crate) fn open_audit_log(hub: &Hub, store: &PolicyStore) -> Result<AuditLog>
 /// Why the hub must already have an audit log, from the state next to it: policy versions
 /// (the first is applied by the open that creates the log), emergencies and catalog loads
 /// (a load runs in a hub that opened the log). `None` for a new hub.
-fn audit_history(hub: &Hub, store: &PolicyStore) -> Result<Option<String>> {
+fn audit_history(catalog: &CatalogStore, store: &PolicyStore) -> Result<Option<String>> {
     let versions = store.history()?.len();
     let emergencies = store.emergencies()?.len();
-    let loads = hub
-        .store()
+    let loads = catalog
         .sources()?
         .iter()
         .filter(|s| s.last_load.is_some())
