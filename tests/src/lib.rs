@@ -1,5 +1,10 @@
 //! Shared fixtures of gridhub's end-to-end tests: a synthetic city written to a temporary
-//! directory with its ground truth, an open hub over it, and helpers to read query results.
+//! directory with its ground truth, an open hub over it, and helpers to read query results;
+//! the golden-file runner for governed SQL ([`golden`]) and DOMAIN.md's masks written out
+//! independently of the hub's ([`masks`]).
+
+pub mod golden;
+pub mod masks;
 
 use std::path::Path;
 
@@ -184,6 +189,40 @@ pub fn audit_records(
             ..Default::default()
         })
         .expect("audit search")
+}
+
+/// A governed query as `who` for `purpose` (the principal's session, policy views, plan
+/// checks and audit record): the engine call the golden files run through.
+pub async fn governed_query(
+    hub: &GovernedHub,
+    who: &str,
+    purpose: Option<&str>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, gridhub_engine::EngineError> {
+    hub.query_as(who, purpose, sql).await.map(|a| a.batches)
+}
+
+/// The demo's security officer, who declares and ends the tests' emergencies.
+pub const SECURITY_OFFICER: &str = "qian.security";
+
+/// Declares an emergency for `area` lasting a day; returns its id.
+pub async fn declare_emergency(hub: &GovernedHub, area: &str, reason: &str) -> i64 {
+    hub.emergency_declare(
+        SECURITY_OFFICER,
+        area,
+        chrono::Utc::now() + chrono::Duration::days(1),
+        reason,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("declare an emergency for {area}: {e}"))
+    .id
+}
+
+/// Ends the emergency `id`.
+pub async fn end_emergency(hub: &GovernedHub, id: i64) {
+    hub.emergency_end(SECURITY_OFFICER, id)
+        .await
+        .unwrap_or_else(|e| panic!("end emergency {id}: {e}"));
 }
 
 /// Rows sorted, for comparing answers whose order the SQL does not fix.

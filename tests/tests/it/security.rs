@@ -505,15 +505,19 @@ async fn small_leaks_are_closed() {
     let city = TestCity::generate(SCALE);
     let hub = Arc::new(city.hub().await);
 
-    // Unknown tables name only what the principal may read.
-    let e = hub
+    // Unknown tables name only what the principal may read (compared with the tables
+    // GetTables lists to the volunteer, below).
+    let unknown = hub
         .query_as("zhou.volunteer", None, "SELECT * FROM persons")
         .await
         .expect_err("unknown table")
         .to_string();
-    assert!(e.contains("unknown table"), "{e}");
+    assert!(unknown.starts_with("unknown table 'persons'"), "{unknown}");
     for hidden in ["src_", "health_record", "location_trace", "_rejects"] {
-        assert!(!e.contains(hidden), "{hidden} named to a volunteer: {e}");
+        assert!(
+            !unknown.contains(hidden),
+            "{hidden} named to a volunteer: {unknown}"
+        );
     }
 
     // Special-tag rows are shown only to whoever reads the tag in clear.
@@ -662,6 +666,13 @@ async fn small_leaks_are_closed() {
         .map(|r| r[2].clone().unwrap())
         .collect();
     assert!(!names.iter().any(|n| n == "health_record"), "{names:?}");
+    // The tables the unknown-table error names are exactly those listed.
+    let named: std::collections::BTreeSet<&str> = unknown
+        .split_once("known tables: ")
+        .map(|(_, list)| list.trim_end_matches(')').split(", ").collect())
+        .unwrap_or_default();
+    let listed: std::collections::BTreeSet<&str> = names.iter().map(String::as_str).collect();
+    assert_eq!(named, listed, "{unknown}");
     for n in names.iter().filter(|n| !n.contains('.')) {
         hub.query_as(
             "zhou.volunteer",
