@@ -19,6 +19,8 @@ pub mod functions;
 pub mod govern;
 pub mod guarded;
 pub mod hub;
+pub mod lifecycle;
+pub mod operator;
 pub mod snapshot;
 pub mod stream;
 pub mod system;
@@ -34,5 +36,7 @@ pub use hub::{
     Hub, LIVE_SCHEMA, LoadSummary, NoProgress, Progress, REJECTS_TABLE, RefreshOutcome,
     SHARED_SCHEMA, SYSTEM_SCHEMA, SourceState, rejects_schema, source_schema,
 };
+pub use lifecycle::discard_derived_state;
+pub use operator::{OPERATOR, OperatorAnswer, operator_principal, os_user};
 pub use stream::{GovernedStream, PreparedPlan};
 pub use system::TABLES as SYSTEM_TABLES;
