@@ -177,7 +177,10 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<()> {
             .iter()
             .filter(|m| m.source == "property_a")
         {
-            m.counts()?.collect().await?;
+            m.counts()
+                .map_err(gridhub_engine::EngineError::from)?
+                .collect()
+                .await?;
         }
         let map = started_map.elapsed();
         if let Some(failed) = refreshed.iter().find(|o| !o.is_ok()) {

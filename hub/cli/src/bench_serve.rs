@@ -106,14 +106,14 @@ pub async fn serve(
     let url = format!("http://{}", server.addr);
     let store = gridhub_server::TokenStore::open(&hub.config().state_dir)?;
     let token = |who: &str| -> Result<String> {
-        store
+        Ok(store
             .issue(
                 who,
                 chrono::Duration::hours(6),
                 "bench serve",
                 chrono::Utc::now(),
             )
-            .map(|(t, _)| t)
+            .map(|(t, _)| t)?)
     };
     let mut report: Vec<(String, String)> = Vec::new();
 
@@ -139,7 +139,8 @@ pub async fn serve(
         token: Some(token(STREAM_PRINCIPAL)?),
         ..Default::default()
     })
-    .await?;
+    .await
+    .map_err(CliError::Connect)?;
     let mut local_times = Vec::new();
     let mut remote_times = Vec::new();
     let (mut local_cpu, mut remote_cpu) = (Vec::new(), Vec::new());
@@ -166,21 +167,14 @@ pub async fn serve(
         let started = Instant::now();
         let cpu = cpu_time();
         let mut client = remote.flight_sql();
-        let info = client
-            .execute(sql.clone(), None)
-            .await
-            .map_err(|e| to_status(e).to_string())?;
+        let info = client.execute(sql.clone(), None).await.map_err(to_status)?;
         let ticket = info.endpoint[0].ticket.clone().ok_or(CliError::Answer(
             "the hub returned an endpoint without a ticket",
         ))?;
-        let mut flight = client
-            .do_get(ticket)
-            .await
-            .map_err(|e| to_status(e).to_string())?
-            .into_inner();
+        let mut flight = client.do_get(ticket).await.map_err(to_status)?.into_inner();
         let (mut n, mut bytes, mut wire) = (0u64, 0u64, 0u64);
         while let Some(data) = flight.next().await {
-            let data = data.map_err(|e| to_status(e).to_string())?;
+            let data = data.map_err(to_status)?;
             wire += (data.inner.data_body.len() + data.inner.data_header.len()) as u64;
             if let DecodedPayload::RecordBatch(batch) = &data.payload {
                 n += batch.num_rows() as u64;
@@ -243,7 +237,8 @@ pub async fn serve(
                 purpose: purpose.map(str::to_string),
                 ..Default::default()
             })
-            .await?,
+            .await
+            .map_err(CliError::Connect)?,
         );
     }
     let started = Instant::now();
@@ -269,7 +264,10 @@ pub async fn serve(
     }
     let mut latencies = Vec::new();
     for t in tasks {
-        latencies.extend(t.await?);
+        latencies.extend(
+            t.await
+                .map_err(|e| CliError::Bench(format!("a client task failed: {e}")))?,
+        );
     }
     let elapsed = started.elapsed();
     latencies.sort();
