@@ -50,11 +50,9 @@ impl TestCity {
 
 /// Open the hub at `config`, load it and govern it.
 pub async fn open_loaded(config: &Path) -> GovernedHub {
-    let hub = Hub::open_path(config).await.expect("open the hub");
-    hub.load(&NoProgress).await.expect("load");
-    GovernedHub::open(std::sync::Arc::new(hub))
-        .await
-        .expect("govern the hub")
+    let governed = GovernedHub::open_path(config).await.expect("open the hub");
+    governed.hub().load(&NoProgress).await.expect("load");
+    governed
 }
 
 /// What the helpers below read through: a hub, or the governed hub around it.

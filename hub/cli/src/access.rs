@@ -10,7 +10,8 @@ use clap::Subcommand;
 use gridhub_engine::GovernedHub;
 use gridhub_proto::v1 as pb;
 
-use crate::backend::Backend;
+use crate::backend::{Acting, Backend};
+use crate::error::{CliError, Result};
 use crate::output::{Format, render};
 
 #[derive(Subcommand, Debug)]
@@ -167,7 +168,7 @@ pub enum AuditCommand {
 }
 
 /// A table of text columns, rendered like query results.
-pub fn text_table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch, String> {
+pub fn text_table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatch> {
     let schema = Arc::new(Schema::new(
         headers
             .iter()
@@ -181,14 +182,14 @@ pub fn text_table(headers: &[&str], rows: Vec<Vec<String>>) -> Result<RecordBatc
             )) as _
         })
         .collect();
-    RecordBatch::try_new(schema, columns).map_err(|e| e.to_string())
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-pub fn show(batch: RecordBatch, format: Format) -> Result<(), String> {
+pub fn show(batch: RecordBatch, format: Format) -> Result<()> {
     crate::print(&render(&[batch], format, None)?)
 }
 
-pub fn principals(hub: &GovernedHub, format: Format) -> Result<(), String> {
+pub fn principals(hub: &GovernedHub, format: Format) -> Result<()> {
     let rows = hub
         .governance()
         .principals()
@@ -205,7 +206,7 @@ pub fn principals(hub: &GovernedHub, format: Format) -> Result<(), String> {
     show(text_table(&["id", "name", "roles", "area"], rows)?, format)
 }
 
-fn versions(versions: Vec<pb::PolicyVersion>) -> Result<RecordBatch, String> {
+fn versions(versions: Vec<pb::PolicyVersion>) -> Result<RecordBatch> {
     let rows = versions
         .into_iter()
         .map(|v| {
@@ -246,7 +247,7 @@ fn versions(versions: Vec<pb::PolicyVersion>) -> Result<RecordBatch, String> {
 fn print_change(
     change: pb::PolicyChange,
     active: impl FnOnce(&pb::PolicyVersion) -> String,
-) -> Result<(), String> {
+) -> Result<()> {
     match (change.version, change.proposal) {
         (Some(v), _) => println!("{}", active(&v)),
         (None, Some(p)) => {
@@ -259,12 +260,16 @@ fn print_change(
                 println!("  {line}");
             }
         }
-        (None, None) => return Err("the hub answered with neither a version nor a proposal".into()),
+        (None, None) => {
+            return Err(CliError::Answer(
+                "the hub answered with neither a version nor a proposal",
+            ));
+        }
     }
     Ok(())
 }
 
-fn proposals(proposals: Vec<pb::Proposal>) -> Result<RecordBatch, String> {
+fn proposals(proposals: Vec<pb::Proposal>) -> Result<RecordBatch> {
     let rows = proposals
         .into_iter()
         .map(|p| {
@@ -299,17 +304,21 @@ fn proposals(proposals: Vec<pb::Proposal>) -> Result<RecordBatch, String> {
     )
 }
 
-pub async fn policy(backend: &Backend, what: PolicyCommand) -> Result<(), String> {
+pub async fn policy(backend: &Backend, what: PolicyCommand) -> Result<()> {
+    let mut policy = backend.client().policy();
     match what {
         PolicyCommand::Check { file } => {
             let text = read(&file)?;
-            let checked = backend.policy_check(&text).await?;
+            let checked = policy.check(pb::PolicyText { text }).await?.into_inner();
             println!("{}: valid, {} policy lines", file.display(), checked.lines);
             Ok(())
         }
-        PolicyCommand::Apply { file, by, comment } => {
+        PolicyCommand::Apply { file, comment, .. } => {
             let text = read(&file)?;
-            let change = backend.policy_apply(&by, &text, &comment).await?;
+            let change = policy
+                .apply(pb::ApplyRequest { text, comment })
+                .await?
+                .into_inner();
             print_change(change, |v| {
                 format!(
                     "policy version {} is active ({} lines, sha256 {})",
@@ -317,12 +326,15 @@ pub async fn policy(backend: &Backend, what: PolicyCommand) -> Result<(), String
                 )
             })
         }
-        PolicyCommand::History { by } => {
-            let history = backend.policy_history(&by).await?;
+        PolicyCommand::History { .. } => {
+            let history = policy.history(pb::HistoryRequest {}).await?.into_inner();
             show(versions(history.versions)?, Format::Table)
         }
-        PolicyCommand::Rollback { version, by } => {
-            let change = backend.policy_rollback(&by, version).await?;
+        PolicyCommand::Rollback { version, .. } => {
+            let change = policy
+                .rollback(pb::RollbackRequest { version })
+                .await?
+                .into_inner();
             print_change(change, |v| {
                 format!(
                     "policy version {version} is active again as version {}",
@@ -330,9 +342,14 @@ pub async fn policy(backend: &Backend, what: PolicyCommand) -> Result<(), String
                 )
             })
         }
-        PolicyCommand::Approve { proposal, by } => {
-            let change = backend.policy_approve(&by, proposal).await?;
-            let v = change.version.ok_or("the hub answered without a version")?;
+        PolicyCommand::Approve { proposal, .. } => {
+            let change = policy
+                .approve(pb::ProposalRequest { id: proposal })
+                .await?
+                .into_inner();
+            let v = change
+                .version
+                .ok_or(CliError::Answer("the hub answered without a version"))?;
             println!(
                 "policy proposal {proposal} approved: policy version {} is active ({} lines, \
                  sha256 {})",
@@ -341,35 +358,50 @@ pub async fn policy(backend: &Backend, what: PolicyCommand) -> Result<(), String
             Ok(())
         }
         PolicyCommand::Reject {
-            proposal,
-            by,
-            reason,
+            proposal, reason, ..
         } => {
-            let p = backend.policy_reject(&by, proposal, &reason).await?;
+            let p = policy
+                .reject(pb::RejectRequest {
+                    id: proposal,
+                    reason,
+                })
+                .await?
+                .into_inner();
             println!("policy proposal {} rejected: nothing changes", p.id);
             Ok(())
         }
-        PolicyCommand::Proposals { by } => {
-            let list = backend.policy_proposals(&by, false).await?;
+        PolicyCommand::Proposals { .. } => {
+            let list = policy
+                .list_proposals(pb::ListProposalsRequest { all: false })
+                .await?
+                .into_inner();
             show(proposals(list.proposals)?, Format::Table)
         }
-        PolicyCommand::Changes { by } => {
-            let list = backend.policy_proposals(&by, true).await?;
+        PolicyCommand::Changes { .. } => {
+            let list = policy
+                .list_proposals(pb::ListProposalsRequest { all: true })
+                .await?
+                .into_inner();
             show(proposals(list.proposals)?, Format::Table)
         }
-        PolicyCommand::Show { by, version } => {
-            let v = backend.policy_show(&by, version).await?;
+        PolicyCommand::Show { version, .. } => {
+            let v = policy.show(pb::ShowRequest { version }).await?.into_inner();
             crate::print(&v.text.unwrap_or_default())
         }
         PolicyCommand::Explain {
-            by,
             principal,
             purpose,
             sql,
+            ..
         } => {
-            let explained = backend
-                .policy_explain(&by, &principal, purpose.as_deref(), &sql)
-                .await?;
+            let explained = policy
+                .explain(pb::ExplainRequest {
+                    principal,
+                    purpose,
+                    sql,
+                })
+                .await?
+                .into_inner();
             for r in &explained.reasons {
                 println!("{}: {}", r.table, r.reason);
             }
@@ -408,32 +440,42 @@ pub async fn policy(backend: &Backend, what: PolicyCommand) -> Result<(), String
     }
 }
 
-async fn emergency(backend: &Backend, what: EmergencyCommand) -> Result<(), String> {
+async fn emergency(backend: &Backend, what: EmergencyCommand) -> Result<()> {
+    let mut policy = backend.client().policy();
     match what {
         EmergencyCommand::Declare {
             area,
             until,
             reason,
-            by,
+            ..
         } => {
-            let em = backend
-                .emergency_declare(&by, &area, &until, &reason)
-                .await?;
+            let em = policy
+                .declare_emergency(pb::DeclareEmergencyRequest {
+                    area,
+                    until,
+                    reason,
+                })
+                .await?
+                .into_inner();
             println!(
                 "emergency {} declared for {} until {}",
                 em.id, em.area, em.until
             );
             Ok(())
         }
-        EmergencyCommand::End { id, by } => {
-            let em = backend.emergency_end(&by, id).await?;
+        EmergencyCommand::End { id, .. } => {
+            let em = policy
+                .end_emergency(pb::EndEmergencyRequest { id })
+                .await?
+                .into_inner();
             println!("emergency {} for {} ended", em.id, em.area);
             Ok(())
         }
-        EmergencyCommand::List { by } => {
-            let rows = backend
-                .emergency_list(&by)
+        EmergencyCommand::List { .. } => {
+            let rows = policy
+                .list_emergencies(pb::ListEmergenciesRequest {})
                 .await?
+                .into_inner()
                 .emergencies
                 .into_iter()
                 .map(|em| {
@@ -467,9 +509,10 @@ async fn emergency(backend: &Backend, what: EmergencyCommand) -> Result<(), Stri
     }
 }
 
-pub async fn audit(backend: &Backend, what: AuditCommand, format: Format) -> Result<(), String> {
+pub async fn audit(backend: &Backend, what: AuditCommand, format: Format) -> Result<()> {
+    let mut audit = backend.client().audit();
     match what {
-        AuditCommand::Verify { by, against } => {
+        AuditCommand::Verify { against, .. } => {
             let request = match &against {
                 Some(path) => pb::VerifyRequest {
                     witness: Some(read(path)?),
@@ -477,7 +520,7 @@ pub async fn audit(backend: &Backend, what: AuditCommand, format: Format) -> Res
                 },
                 None => pb::VerifyRequest::default(),
             };
-            let report = backend.audit_verify(&by, request).await?;
+            let report = audit.verify(request).await?.into_inner();
             if report.problems.is_empty() {
                 let against = against
                     .map(|w| format!(", agrees with the witness {}", w.display()))
@@ -491,22 +534,15 @@ pub async fn audit(backend: &Backend, what: AuditCommand, format: Format) -> Res
                 for p in &report.problems {
                     println!("record {}: {} — {}", p.seq, p.kind, p.detail);
                 }
-                let missing = report.problems.iter().any(|p| p.kind == "log missing");
-                Err(format!(
-                    "the audit log was tampered with: {} problem(s) in {} records{}",
-                    report.problems.len(),
-                    report.records,
-                    if missing {
-                        "; audited actions are refused until the loss is acknowledged \
-                         (gridhub audit acknowledge-missing --by ID --reason TEXT)"
-                    } else {
-                        ""
-                    }
-                ))
+                Err(CliError::AuditTampered {
+                    problems: report.problems.len(),
+                    records: report.records,
+                    log_missing: report.problems.iter().any(|p| p.kind == "log missing"),
+                })
             }
         }
-        AuditCommand::AcknowledgeMissing { by, reason } => {
-            let seq = backend.audit_acknowledge_missing(&by, &reason).await?;
+        AuditCommand::AcknowledgeMissing { reason, .. } => {
+            let seq = backend.audit_acknowledge_missing(&reason)?;
             println!(
                 "a new audit log starts with record {seq}, which records the acknowledgement; \
                  keep the old witness and state as evidence"
@@ -514,12 +550,12 @@ pub async fn audit(backend: &Backend, what: AuditCommand, format: Format) -> Res
             Ok(())
         }
         AuditCommand::Search {
-            by,
             person,
             principal,
             since,
             outcome,
             limit,
+            ..
         } => {
             let query = pb::SearchRequest {
                 person,
@@ -528,9 +564,10 @@ pub async fn audit(backend: &Backend, what: AuditCommand, format: Format) -> Res
                 outcome,
                 limit: limit.map(|n| n as i64),
             };
-            let rows = backend
-                .audit_search(&by, query)
+            let rows = audit
+                .search(query)
                 .await?
+                .into_inner()
                 .records
                 .into_iter()
                 .map(|r| {
@@ -570,6 +607,43 @@ pub async fn audit(backend: &Backend, what: AuditCommand, format: Format) -> Res
     }
 }
 
-fn read(file: &PathBuf) -> Result<String, String> {
-    std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))
+fn read(file: &PathBuf) -> Result<String> {
+    std::fs::read_to_string(file).map_err(|source| CliError::Read {
+        path: file.display().to_string(),
+        source,
+    })
+}
+
+impl PolicyCommand {
+    /// Who the command acts as: `--by`, except for `check`, which any caller may run.
+    pub fn acting(&self) -> Acting<'_> {
+        match self {
+            PolicyCommand::Check { .. } => Acting::Anyone,
+            PolicyCommand::Apply { by, .. }
+            | PolicyCommand::History { by }
+            | PolicyCommand::Rollback { by, .. }
+            | PolicyCommand::Approve { by, .. }
+            | PolicyCommand::Reject { by, .. }
+            | PolicyCommand::Proposals { by }
+            | PolicyCommand::Changes { by }
+            | PolicyCommand::Show { by, .. }
+            | PolicyCommand::Explain { by, .. } => Acting::By(by),
+            PolicyCommand::Emergency { what } => match what {
+                EmergencyCommand::Declare { by, .. }
+                | EmergencyCommand::End { by, .. }
+                | EmergencyCommand::List { by } => Acting::By(by),
+            },
+        }
+    }
+}
+
+impl AuditCommand {
+    /// Who the command acts as: `--by`.
+    pub fn acting(&self) -> Acting<'_> {
+        match self {
+            AuditCommand::Verify { by, .. }
+            | AuditCommand::AcknowledgeMissing { by, .. }
+            | AuditCommand::Search { by, .. } => Acting::By(by),
+        }
+    }
 }

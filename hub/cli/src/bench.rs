@@ -14,8 +14,10 @@ use clap::Subcommand;
 use comfy_table::{Table, presets};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
-use gridhub_engine::{GovernedHub, Hub, LIVE_SCHEMA, NoProgress, SHARED_SCHEMA, source_schema};
-use gridhub_synth::{CONFIG_FILE, City, ELDERLY_WALKUP_SQL, GenerateOptions, is_generated};
+use gridhub_engine::{GovernedHub, LIVE_SCHEMA, NoProgress, SHARED_SCHEMA, source_schema};
+use gridhub_synth::{ELDERLY_WALKUP_SQL, GenerateOptions};
+
+use crate::error::{CliError, Result};
 
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
@@ -66,7 +68,7 @@ pub enum BenchCommand {
     },
 }
 
-pub async fn run(what: BenchCommand) -> Result<(), String> {
+pub async fn run(what: BenchCommand) -> Result<()> {
     match what {
         BenchCommand::Serve {
             scale,
@@ -107,29 +109,19 @@ pub(crate) fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-async fn time_query(
-    ctx: &SessionContext,
-    sql: &str,
-    runs: usize,
-) -> Result<(Duration, usize), String> {
+async fn time_query(ctx: &SessionContext, sql: &str, runs: usize) -> Result<(Duration, usize)> {
     let mut times = Vec::new();
     let mut rows = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        let batches = ctx
-            .sql(sql)
-            .await
-            .map_err(|e| e.to_string())?
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let batches = ctx.sql(sql).await?.collect().await?;
         times.push(started.elapsed());
         rows = batches.iter().map(|b| b.num_rows()).sum();
     }
     Ok((median(times), rows))
 }
 
-async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
+async fn load(scale: usize, dir: &Path, runs: usize) -> Result<()> {
     let opts = GenerateOptions {
         scale,
         ..Default::default()
@@ -137,17 +129,12 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     let mut report: Vec<(String, String)> = Vec::new();
 
     // 1. Generate (or reuse).
-    if !is_generated(dir, &opts) {
-        reset_peak_rss();
-        let started = Instant::now();
-        let city = City::generate(&opts);
-        let summary = city
-            .write(dir, &gridhub_synth::NoProgress)
-            .map_err(|e| e.to_string())?;
-        let elapsed = started.elapsed();
-        drop(city);
-        let _ = std::fs::remove_dir_all(dir.join(".gridhub"));
-        report.push((
+    reset_peak_rss();
+    let started = Instant::now();
+    let city = crate::demo::city(dir, &opts, &gridhub_synth::NoProgress, |_| {})?;
+    let elapsed = started.elapsed();
+    match &city.written {
+        Some(summary) => report.push((
             "generate + write".into(),
             format!(
                 "{} source rows in {:.1} s = {}; peak {}",
@@ -156,20 +143,21 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
                 rate(summary.rows, elapsed),
                 peak_rss().map(mib).unwrap_or_default()
             ),
-        ));
-    } else {
-        report.push((
+        )),
+        None => report.push((
             "generate + write".into(),
             "reused (delete the dir to measure)".into(),
-        ));
+        )),
     }
-    let _ = std::fs::remove_dir_all(dir.join(".gridhub"));
+    // Materialising is measured: start from no caches and no snapshots (derived state
+    // only — the audit log and policy store of the bench dir are kept).
+    gridhub_engine::discard_derived_state(&gridhub_engine::HubConfig::load(&city.config)?)?;
     reset_peak_rss();
 
     // 2. Open: materialises the GBK CSV and xlsx sources into the Parquet cache.
-    let config = dir.join(CONFIG_FILE);
+    let config = city.config;
     let started = Instant::now();
-    let hub = Hub::open_path(&config).await.map_err(|e| e.to_string())?;
+    let hub = GovernedHub::open_path(&config).await?;
     report.push((
         "open (materialise GBK CSV + xlsx)".into(),
         format!("{:.1} s", started.elapsed().as_secs_f64()),
@@ -179,26 +167,26 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     {
         let started = Instant::now();
         let refreshed = hub
+            .hub()
             .refresh(&["property_a".to_string()], &NoProgress)
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let decode = started.elapsed();
-        let reopened = Hub::open_path(&config).await.map_err(|e| e.to_string())?;
+        let reopened = GovernedHub::open_path(&config).await?;
         let started_map = Instant::now();
         for m in reopened
+            .hub()
             .mappings()
             .iter()
             .filter(|m| m.source == "property_a")
         {
             m.counts()
-                .map_err(|e| e.to_string())?
+                .map_err(gridhub_engine::EngineError::from)?
                 .collect()
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         let map = started_map.elapsed();
         if let Some(failed) = refreshed.iter().find(|o| !o.is_ok()) {
-            return Err(failed.to_string());
+            return Err(CliError::Bench(failed.to_string()));
         }
         let rows: u64 = refreshed.iter().filter_map(|o| o.rows()).sum();
         report.push((
@@ -218,7 +206,7 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
             ),
         ));
     }
-    let peer = utf8_csv_peer(&hub, dir).await?;
+    let peer = utf8_csv_peer(&hub).await?;
     if let Some((rows, d)) = peer {
         report.push((
             "peer: parse UTF-8 CSV of the same size".into(),
@@ -232,9 +220,9 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
 
     // 4. Load: every mapping over every source row, every shared table merged and written
     //    to its snapshot.
-    let hub = Hub::open_path(&config).await.map_err(|e| e.to_string())?;
+    let hub = GovernedHub::open_path(&config).await?;
     let started = Instant::now();
-    let summary = hub.load(&NoProgress).await.map_err(|e| e.to_string())?;
+    let summary = hub.hub().load(&NoProgress).await?;
     let elapsed = started.elapsed();
     let peak_load = peak_rss().unwrap_or(0);
     let source_rows: u64 = summary.stats.iter().map(|s| s.accepted + s.rejected).sum();
@@ -251,44 +239,32 @@ async fn load(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     //    the live views (every mapping and merge re-run), and the peer over the same tables
     //    held in memory.
     reset_peak_rss();
-    let ctx = hub.context();
+    let ctx = hub.hub().context();
     let (snapshot, answer_rows) = time_query(ctx, ELDERLY_WALKUP_SQL, runs).await?;
     let set_schema = |schema: &str| format!("SET datafusion.catalog.default_schema = '{schema}'");
     time_query(ctx, &set_schema(LIVE_SCHEMA), 1).await?;
     let (federated, live_rows) = time_query(ctx, ELDERLY_WALKUP_SQL, runs).await?;
     time_query(ctx, &set_schema(SHARED_SCHEMA), 1).await?;
     if live_rows != answer_rows {
-        return Err(format!(
+        return Err(CliError::Bench(format!(
             "the live views answer {live_rows} rows, the snapshots {answer_rows}"
-        ));
+        )));
     }
     let peak_query = peak_rss().unwrap_or(0);
 
     let materialised = SessionContext::new();
     let mut arrow_bytes = 0u64;
     for t in gridhub_catalog::shared_tables() {
-        let batches = ctx
-            .table(t.name)
-            .await
-            .map_err(|e| e.to_string())?
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let batches = ctx.table(t.name).await?.collect().await?;
         let schema = batches
             .first()
             .map(|b| b.schema())
             .unwrap_or_else(|| t.schema());
         // Batches may share sliced buffers; a compacted copy gives the true Arrow size.
-        let compact =
-            arrow::compute::concat_batches(&schema, &batches).map_err(|e| e.to_string())?;
+        let compact = arrow::compute::concat_batches(&schema, &batches)?;
         arrow_bytes += compact.get_array_memory_size() as u64;
         let batches = vec![compact];
-        materialised
-            .register_table(
-                t.name,
-                Arc::new(MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?),
-            )
-            .map_err(|e| e.to_string())?;
+        materialised.register_table(t.name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
     }
     let (in_memory, _) = time_query(&materialised, ELDERLY_WALKUP_SQL, runs).await?;
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -358,19 +334,13 @@ const BENCH_PRINCIPAL: &str = "bench.city_worker";
 /// A second security officer, to approve the bench policy (separation of duties).
 const BENCH_APPROVER: &str = "bench.approver";
 
-async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
-    let err = |e: gridhub_engine::EngineError| e.to_string();
+async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<()> {
     let opts = GenerateOptions {
         scale,
         ..Default::default()
     };
-    if !is_generated(dir, &opts) {
-        let city = City::generate(&opts);
-        city.write(dir, &gridhub_synth::NoProgress)
-            .map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_dir_all(dir.join(".gridhub"));
-    }
-    let mut config = gridhub_engine::HubConfig::load(&dir.join(CONFIG_FILE)).map_err(err)?;
+    let city = crate::demo::city(dir, &opts, &gridhub_synth::NoProgress, |_| {})?;
+    let mut config = gridhub_engine::HubConfig::load(&city.config)?;
     config
         .principals
         .extend(gridhub_policy::synthetic::community_principals(
@@ -389,27 +359,18 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
         roles: vec!["security_officer".into()],
         area: "4201".into(),
     });
-    let hub = Hub::open(config).await.map_err(err)?;
-    if hub.snapshot().is_none() {
-        hub.load(&NoProgress).await.map_err(err)?;
-    }
-    let hub = GovernedHub::open(std::sync::Arc::new(hub))
-        .await
-        .map_err(err)?;
+    let hub = GovernedHub::open_config(config).await?;
+    hub.hub().ensure_loaded(&NoProgress).await?;
     let officer = "qian.security";
     let text = gridhub_policy::synthetic::large_policy(POLICY_LINES, POLICY_COMMUNITIES);
     let started = Instant::now();
     let applied = match hub
         .policy_apply(officer, &text, "bench: 10,000 lines")
-        .await
-        .map_err(err)?
+        .await?
     {
         gridhub_policy::PolicyChange::Active(v) => v,
         gridhub_policy::PolicyChange::Pending(p) => {
-            hub.policy_approve(BENCH_APPROVER, p.id)
-                .await
-                .map_err(err)?
-                .1
+            hub.policy_approve(BENCH_APPROVER, p.id).await?.1
         }
     };
     let apply = started.elapsed();
@@ -432,7 +393,7 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     let mut plain = Vec::new();
     for _ in 0..WARM_PLANS {
         let started = Instant::now();
-        std::hint::black_box(ctx.sql(sql).await.map_err(|e| e.to_string())?);
+        std::hint::black_box(ctx.sql(sql).await?);
         plain.push(started.elapsed());
     }
     let plain = median(plain);
@@ -440,27 +401,18 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     let mut cold = Vec::new();
     for k in 0..COLD_PRINCIPALS {
         let who = gov
-            .principal(&format!("cw{}", k * (POLICY_COMMUNITIES / COLD_PRINCIPALS)))
-            .map_err(err)?
+            .principal(&format!("cw{}", k * (POLICY_COMMUNITIES / COLD_PRINCIPALS)))?
             .clone();
         let started = Instant::now();
-        std::hint::black_box(
-            hub.plan_as(&who, None, sql, &mut Vec::new())
-                .await
-                .map_err(err)?,
-        );
+        std::hint::black_box(hub.plan_as(&who, None, sql, &mut Vec::new()).await?);
         cold.push(started.elapsed());
     }
     let cold = median(cold);
-    let who = gov.principal("cw0").map_err(err)?.clone();
+    let who = gov.principal("cw0")?.clone();
     let mut warm = Vec::new();
     for _ in 0..WARM_PLANS {
         let started = Instant::now();
-        std::hint::black_box(
-            hub.plan_as(&who, None, sql, &mut Vec::new())
-                .await
-                .map_err(err)?,
-        );
+        std::hint::black_box(hub.plan_as(&who, None, sql, &mut Vec::new()).await?);
         warm.push(started.elapsed());
     }
     let warm = median(warm);
@@ -490,42 +442,37 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     let mut off = Vec::new();
     let mut on = Vec::new();
     let mut unaudited = Vec::new();
-    let worker = gov.principal(BENCH_PRINCIPAL).map_err(err)?.clone();
+    let worker = gov.principal(BENCH_PRINCIPAL)?.clone();
     let mut answer = (0usize, 0usize);
     // Alternate, so that both see the same cache and machine state.
     for _ in 0..runs {
         let started = Instant::now();
-        let batches = hub.hub().query(sql).await.map_err(err)?;
+        let batches = hub.hub().query(sql).await?;
         off.push(started.elapsed());
         answer.0 = batches.iter().map(|b| b.num_rows()).sum();
         let started = Instant::now();
-        let governed = hub
-            .query_as(BENCH_PRINCIPAL, None, sql)
-            .await
-            .map_err(err)?;
+        let governed = hub.query_as(BENCH_PRINCIPAL, None, sql).await?;
         on.push(started.elapsed());
         answer.1 = governed.batches.iter().map(|b| b.num_rows()).sum();
         // The same governed plan run without writing its audit record.
         let started = Instant::now();
         hub.plan_as(&worker, None, sql, &mut Vec::new())
-            .await
-            .map_err(err)?
+            .await?
             .collect()
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         unaudited.push(started.elapsed());
     }
     if answer.0 != answer.1 {
-        return Err(format!(
+        return Err(CliError::Bench(format!(
             "the governed answer has {} rows, the operator's {}",
             answer.1, answer.0
-        ));
+        )));
     }
     let (off, on, unaudited) = (median(off), median(on), median(unaudited));
     let mut masked = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        hub.query_as("zhao.street", None, sql).await.map_err(err)?;
+        hub.query_as("zhao.street", None, sql).await?;
         masked.push(started.elapsed());
     }
     let masked = median(masked);
@@ -561,31 +508,28 @@ async fn policy(scale: usize, dir: &Path, runs: usize) -> Result<(), String> {
     ));
 
     // Leave the bench dir's policy as it was.
-    hub.policy_rollback(officer, applied.version - 1)
-        .await
-        .map_err(err)?;
+    hub.policy_rollback(officer, applied.version - 1).await?;
     print_report(&format!("gridhub bench policy --scale {scale}"), report);
     Ok(())
 }
 
 /// The peer of the GBK mapping: the same property-company rows as UTF-8 CSV, parsed by
 /// DataFusion with an all-text schema (what the GBK path does after decoding).
-async fn utf8_csv_peer(hub: &Hub, dir: &Path) -> Result<Option<(u64, Duration)>, String> {
-    let ctx = hub.context();
+async fn utf8_csv_peer(hub: &GovernedHub) -> Result<Option<(u64, Duration)>> {
+    let ctx = hub.hub().context();
     let Ok(df) = ctx
         .table(format!("{}.\"住户\"", source_schema("property_a")))
         .await
     else {
         return Ok(None);
     };
-    let path = dir.join(".gridhub").join("bench-utf8.csv");
+    let path = hub.hub().config().state_dir.join("bench-utf8.csv");
     df.write_csv(
         path.to_str().unwrap_or_default(),
         datafusion::dataframe::DataFrameWriteOptions::new().with_single_file_output(true),
         None,
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let peer = SessionContext::new();
     let started = Instant::now();
     let rows = peer
@@ -593,11 +537,9 @@ async fn utf8_csv_peer(hub: &Hub, dir: &Path) -> Result<Option<(u64, Duration)>,
             path.to_str().unwrap_or_default(),
             CsvReadOptions::new().schema_infer_max_records(0),
         )
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .collect()
-        .await
-        .map_err(|e| e.to_string())?
+        .await?
         .iter()
         .map(|b| b.num_rows() as u64)
         .sum();

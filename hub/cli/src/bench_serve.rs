@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use arrow_flight::decode::DecodedPayload;
 use futures::StreamExt;
-use gridhub_engine::{GovernedHub, Hub, NoProgress, QueryLimits};
-use gridhub_server::client::{Remote, RemoteOptions, to_status};
-use gridhub_synth::{CONFIG_FILE, City, ELDERLY_WALKUP_SQL, GenerateOptions, is_generated};
+use gridhub_engine::{GovernedHub, NoProgress, QueryLimits};
+use gridhub_server::client::{HubClient, RemoteOptions, to_status};
+use gridhub_synth::{ELDERLY_WALKUP_SQL, GenerateOptions};
+
+use crate::error::{CliError, Result};
 
 /// The streaming query's principal: the city analyst reads every row of the city.
 const STREAM_PRINCIPAL: &str = "wang.city";
@@ -88,44 +90,30 @@ pub async fn serve(
     clients: usize,
     seconds: u64,
     runs: usize,
-) -> Result<(), String> {
-    let err = |e: gridhub_engine::EngineError| e.to_string();
+) -> Result<()> {
     let opts = GenerateOptions {
         scale,
         ..Default::default()
     };
-    if !is_generated(dir, &opts) {
-        let city = City::generate(&opts);
-        city.write(dir, &gridhub_synth::NoProgress)
-            .map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_dir_all(dir.join(".gridhub"));
-    }
-    let config = gridhub_engine::HubConfig::load(&dir.join(CONFIG_FILE)).map_err(err)?;
-    let hub = Hub::open(config).await.map_err(err)?;
-    if hub.snapshot().is_none() {
-        hub.load(&NoProgress).await.map_err(err)?;
-    }
-    let hub = Arc::new(GovernedHub::open(Arc::new(hub)).await.map_err(err)?);
+    let city = crate::demo::city(dir, &opts, &gridhub_synth::NoProgress, |_| {})?;
+    let hub = GovernedHub::open_loaded(&city.config, &NoProgress).await?;
+    let hub = Arc::new(hub);
     let mut server_config = hub.hub().config().server.clone();
     server_config.listen = "127.0.0.1:0".parse().expect("address");
     server_config.metrics_listen = None;
     server_config.max_queries_per_principal = clients.max(1);
-    let server = gridhub_server::start(hub.clone(), server_config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let server = gridhub_server::start(hub.clone(), server_config).await?;
     let url = format!("http://{}", server.addr);
-    let store = gridhub_server::TokenStore::open(&hub.hub().config().state_dir)
-        .map_err(|e| e.to_string())?;
-    let token = |who: &str| -> Result<String, String> {
-        store
+    let store = gridhub_server::TokenStore::open(&hub.hub().config().state_dir)?;
+    let token = |who: &str| -> Result<String> {
+        Ok(store
             .issue(
                 who,
                 chrono::Duration::hours(6),
                 "bench serve",
                 chrono::Utc::now(),
             )
-            .map(|(t, _)| t)
-            .map_err(|e| e.to_string())
+            .map(|(t, _)| t)?)
     };
     let mut report: Vec<(String, String)> = Vec::new();
 
@@ -133,8 +121,7 @@ pub async fn serve(
     let person_rows = hub
         .hub()
         .query("SELECT count(*) FROM person")
-        .await
-        .map_err(err)?
+        .await?
         .first()
         .and_then(|b| {
             b.column(0)
@@ -148,12 +135,13 @@ pub async fn serve(
         memory_bytes: Some(hub.hub().config().server.query_memory_bytes),
         ..QueryLimits::default()
     };
-    let remote = Remote::connect(&RemoteOptions {
+    let remote = HubClient::connect(&RemoteOptions {
         url: url.clone(),
         token: Some(token(STREAM_PRINCIPAL)?),
         ..Default::default()
     })
-    .await?;
+    .await
+    .map_err(CliError::Connect)?;
     let mut local_times = Vec::new();
     let mut remote_times = Vec::new();
     let (mut local_cpu, mut remote_cpu) = (Vec::new(), Vec::new());
@@ -165,11 +153,10 @@ pub async fn serve(
         let cpu = cpu_time();
         let mut stream = hub
             .stream_as(STREAM_PRINCIPAL, None, &sql, None, &limits)
-            .await
-            .map_err(err)?;
+            .await?;
         let (mut n, mut bytes) = (0u64, 0u64);
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(err)?;
+            let batch = batch?;
             n += batch.num_rows() as u64;
             bytes += arrow_bytes(&batch);
         }
@@ -181,19 +168,14 @@ pub async fn serve(
         let started = Instant::now();
         let cpu = cpu_time();
         let mut client = remote.flight_sql();
-        let info = client
-            .execute(sql.clone(), None)
-            .await
-            .map_err(|e| to_status(e).to_string())?;
-        let ticket = info.endpoint[0].ticket.clone().ok_or("no ticket")?;
-        let mut flight = client
-            .do_get(ticket)
-            .await
-            .map_err(|e| to_status(e).to_string())?
-            .into_inner();
+        let info = client.execute(sql.clone(), None).await.map_err(to_status)?;
+        let ticket = info.endpoint[0].ticket.clone().ok_or(CliError::Answer(
+            "the hub returned an endpoint without a ticket",
+        ))?;
+        let mut flight = client.do_get(ticket).await.map_err(to_status)?.into_inner();
         let (mut n, mut bytes, mut wire) = (0u64, 0u64, 0u64);
         while let Some(data) = flight.next().await {
-            let data = data.map_err(|e| to_status(e).to_string())?;
+            let data = data.map_err(to_status)?;
             wire += (data.inner.data_body.len() + data.inner.data_header.len()) as u64;
             if let DecodedPayload::RecordBatch(batch) = &data.payload {
                 n += batch.num_rows() as u64;
@@ -205,9 +187,9 @@ pub async fn serve(
         (remote_rows, remote_bytes, wire_bytes) = (n, bytes, wire);
     }
     if remote_rows != local_rows {
-        return Err(format!(
+        return Err(CliError::Bench(format!(
             "the client received {remote_rows} rows, in-process {local_rows}"
-        ));
+        )));
     }
     let local = crate::bench::median(local_times);
     let remote_t = crate::bench::median(remote_times);
@@ -250,13 +232,14 @@ pub async fn serve(
     for i in 0..clients {
         let (who, purpose, _) = MIX[i % MIX.len()];
         connections.push(
-            Remote::connect(&RemoteOptions {
+            HubClient::connect(&RemoteOptions {
                 url: url.clone(),
                 token: Some(token(who)?),
                 purpose: purpose.map(str::to_string),
                 ..Default::default()
             })
-            .await?,
+            .await
+            .map_err(CliError::Connect)?,
         );
     }
     let started = Instant::now();
@@ -282,7 +265,10 @@ pub async fn serve(
     }
     let mut latencies = Vec::new();
     for t in tasks {
-        latencies.extend(t.await.map_err(|e| e.to_string())?);
+        latencies.extend(
+            t.await
+                .map_err(|e| CliError::Bench(format!("a client task failed: {e}")))?,
+        );
     }
     let elapsed = started.elapsed();
     latencies.sort();
@@ -303,7 +289,7 @@ pub async fn serve(
             pct(0.99).as_secs_f64() * 1000.0,
         ),
     ));
-    server.shutdown().await.map_err(|e| e.to_string())?;
+    server.shutdown().await?;
     crate::bench::print_report(
         &format!(
             "gridhub bench serve --scale {scale} --rows {rows} --clients {clients} --seconds {seconds}"
@@ -311,7 +297,9 @@ pub async fn serve(
         report,
     );
     if errors > 0 {
-        return Err(format!("{errors} queries failed under load"));
+        return Err(CliError::Bench(format!(
+            "{errors} queries failed under load"
+        )));
     }
     Ok(())
 }

@@ -8,20 +8,20 @@ use arrow::datatypes::{Field, Schema};
 use gridhub_proto::v1 as pb;
 
 use crate::backend::Backend;
+use crate::error::Result;
 use crate::output::{Format, render};
 
-fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, String> {
+fn batch(columns: Vec<(&str, ArrayRef)>) -> Result<RecordBatch> {
     let schema = Schema::new(
         columns
             .iter()
             .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
             .collect::<Vec<_>>(),
     );
-    RecordBatch::try_new(
+    Ok(RecordBatch::try_new(
         Arc::new(schema),
         columns.into_iter().map(|(_, a)| a).collect(),
-    )
-    .map_err(|e| e.to_string())
+    )?)
 }
 
 fn text<T>(items: &[T], f: impl Fn(&T) -> &str) -> ArrayRef {
@@ -39,7 +39,7 @@ fn empty_as_null<T>(items: &[T], f: impl Fn(&T) -> &str) -> ArrayRef {
     ))
 }
 
-fn sources(s: &[pb::Source]) -> Result<RecordBatch, String> {
+fn sources(s: &[pb::Source]) -> Result<RecordBatch> {
     batch(vec![
         ("source", text(s, |x| &x.name)),
         ("type", text(s, |x| &x.r#type)),
@@ -68,7 +68,7 @@ fn sources(s: &[pb::Source]) -> Result<RecordBatch, String> {
     ])
 }
 
-fn tables(t: &[pb::SharedTable]) -> Result<RecordBatch, String> {
+fn tables(t: &[pb::SharedTable]) -> Result<RecordBatch> {
     batch(vec![
         ("shared_table", text(t, |x| &x.name)),
         ("label", empty_as_null(t, |x| &x.label)),
@@ -83,7 +83,7 @@ fn tables(t: &[pb::SharedTable]) -> Result<RecordBatch, String> {
     ])
 }
 
-fn columns(c: &[pb::Column]) -> Result<RecordBatch, String> {
+fn columns(c: &[pb::Column]) -> Result<RecordBatch> {
     batch(vec![
         ("table_name", text(c, |x| &x.table)),
         ("column_name", text(c, |x| &x.name)),
@@ -99,15 +99,19 @@ fn columns(c: &[pb::Column]) -> Result<RecordBatch, String> {
     ])
 }
 
-/// Print the catalog. JSON output is one object with a key per section.
+/// Print the catalog as the backend's caller is answered. JSON output is one object with a
+/// key per section.
 pub async fn show(
     backend: &Backend,
     format: Format,
     with_columns: bool,
     with_rejects: bool,
-    principal: Option<&str>,
-) -> Result<(), String> {
-    let catalog = backend.catalog(principal).await?;
+) -> Result<()> {
+    let mut client = backend.client().catalog();
+    let catalog = client
+        .get_catalog(pb::GetCatalogRequest {})
+        .await?
+        .into_inner();
     let mut sections = vec![
         ("sources", sources(&catalog.sources)?),
         ("tables", tables(&catalog.tables)?),
@@ -116,7 +120,11 @@ pub async fn show(
         sections.push(("columns", columns(&catalog.columns)?));
     }
     if with_rejects {
-        let r = backend.rejects(principal).await?.counts;
+        let r = client
+            .list_rejects(pb::ListRejectsRequest {})
+            .await?
+            .into_inner()
+            .counts;
         sections.push((
             "rejects",
             batch(vec![

@@ -3,9 +3,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use gridhub_engine::{GovernedHub, Hub};
-use gridhub_synth::{CONFIG_FILE, City, GenerateOptions, is_generated, showcase_queries};
+use gridhub_engine::GovernedHub;
+use gridhub_synth::{GenerateOptions, showcase_queries};
 
+use crate::backend::{Acting, Backend};
+use crate::error::Result;
 use crate::output::{Format, render};
 use crate::progress::Bar;
 
@@ -15,7 +17,7 @@ const SHOWN_ROWS: usize = 12;
 
 /// The first showcase again, as principals under the default policy, and one refusal: what
 /// each role sees of the same question.
-async fn governed(hub: &GovernedHub) -> Result<(), String> {
+async fn governed(hub: &GovernedHub) -> Result<()> {
     let elderly = gridhub_synth::ELDERLY_WALKUP_SQL;
     let runs = [
         (
@@ -55,23 +57,23 @@ async fn governed(hub: &GovernedHub) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
+pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<()> {
     let opts = GenerateOptions { scale, seed };
     let bar = Bar::new(crate::quiet());
-    if is_generated(dir, &opts) {
-        println!(
-            "Reusing the synthetic city in {} ({scale} persons, seed {seed}).",
-            dir.display()
-        );
-    } else {
-        println!(
-            "Generating a synthetic city of {scale} persons in {} …",
-            dir.display()
-        );
-        let city = City::generate(&opts);
-        let summary = city.write(dir, &bar).map_err(|e| e.to_string())?;
-        // Caches of an earlier generation are stale now.
-        let _ = std::fs::remove_dir_all(dir.join(".gridhub"));
+    let city = city(dir, &opts, &bar, |reused| {
+        if reused {
+            println!(
+                "Reusing the synthetic city in {} ({scale} persons, seed {seed}).",
+                dir.display()
+            );
+        } else {
+            println!(
+                "Generating a synthetic city of {scale} persons in {} …",
+                dir.display()
+            );
+        }
+    })?;
+    if let Some(summary) = &city.written {
         println!(
             "Wrote {} source rows in {} files ({:.1} s).",
             summary.rows,
@@ -80,41 +82,42 @@ pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
         );
     }
 
-    let config = dir.join(CONFIG_FILE);
+    let config = city.config;
     println!("Opening the sources (GBK CSV and xlsx are cached as Parquet on first use) …");
     let started = Instant::now();
-    let hub = Hub::open_path(&config).await.map_err(|e| e.to_string())?;
-    hub.load(&bar).await.map_err(|e| e.to_string())?;
+    let hub = GovernedHub::open_path(&config).await?;
+    hub.hub().load(&bar).await?;
     println!(
         "Loaded {} sources through {} mappings into the shared tables ({:.1} s).\n",
-        hub.sources().len(),
-        hub.mappings().len(),
+        hub.hub().sources().len(),
+        hub.hub().mappings().len(),
         started.elapsed().as_secs_f64()
     );
-    let hub = std::sync::Arc::new(
-        GovernedHub::open(std::sync::Arc::new(hub))
-            .await
-            .map_err(|e| e.to_string())?,
-    );
-    crate::catalog::show(
-        &crate::backend::Backend::Local(hub.clone()),
-        Format::Table,
-        false,
-        false,
+    let hub = std::sync::Arc::new(hub);
+    let operator = Backend::in_process(
+        hub.clone(),
+        Acting::Asks {
+            principal: None,
+            what: "asks",
+        },
         None,
     )
     .await?;
+    crate::catalog::show(&operator, Format::Table, false, false).await?;
 
+    // The showcase questions read across every source, ungoverned: they run as the
+    // operator, and each is audited like any query.
+    let os_user = gridhub_engine::os_user();
     for showcase in showcase_queries() {
         println!("\n== {}\n", showcase.title);
         let started = Instant::now();
-        let batches = hub
-            .hub()
-            .query(showcase.sql)
-            .await
-            .map_err(|e| e.to_string())?;
-        crate::print(&render(&batches, Format::Table, Some(SHOWN_ROWS))?)?;
-        println!("({:.0} ms)", started.elapsed().as_secs_f64() * 1000.0);
+        let answer = hub.operator_query(&os_user, showcase.sql).await?;
+        crate::print(&render(&answer.batches, Format::Table, Some(SHOWN_ROWS))?)?;
+        println!(
+            "({:.0} ms; audit record {})",
+            started.elapsed().as_secs_f64() * 1000.0,
+            answer.audit_seq
+        );
     }
     governed(&hub).await?;
     println!(
@@ -130,4 +133,22 @@ pub async fn run(dir: &Path, scale: usize, seed: u64) -> Result<(), String> {
         config.display()
     );
     Ok(())
+}
+
+/// The synthetic city for `opts` in `dir`, generated or reused ([`gridhub_synth::
+/// generate_or_reuse`]; `announce` is told first whether it is reused). After a new
+/// generation, what a hub derived from the earlier files — source caches and snapshots — is
+/// discarded; the audit log, policy store and tokens of the directory's hub are kept.
+pub fn city(
+    dir: &Path,
+    opts: &GenerateOptions,
+    progress: &dyn gridhub_synth::Progress,
+    announce: impl FnOnce(bool),
+) -> Result<gridhub_synth::CityFiles> {
+    announce(gridhub_synth::is_generated(dir, opts));
+    let city = gridhub_synth::generate_or_reuse(dir, opts, progress)?;
+    if city.written.is_some() {
+        gridhub_engine::discard_derived_state(&gridhub_engine::HubConfig::load(&city.config)?)?;
+    }
+    Ok(city)
 }

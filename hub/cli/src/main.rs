@@ -15,6 +15,7 @@ mod bench;
 mod bench_serve;
 mod catalog;
 mod demo;
+mod error;
 mod output;
 mod progress;
 mod serve;
@@ -24,9 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gridhub_engine::{GovernedHub, Hub};
+use gridhub_engine::GovernedHub;
 
-use crate::backend::{Backend, RemoteArg};
+use crate::backend::{Acting, Backend, Open, RemoteArg};
+use crate::error::{CliError, Result};
 use crate::output::Format;
 
 #[derive(Parser, Debug)]
@@ -211,7 +213,7 @@ fn quiet() -> bool {
     !std::io::stderr().is_terminal()
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo { dir, scale, seed } => demo::run(&dir, scale, seed).await,
         Command::Query {
@@ -223,16 +225,22 @@ async fn run(cli: Cli) -> Result<(), String> {
             remote,
             sql,
         } => {
-            let backend = backend(&config, &remote, purpose.as_deref()).await?;
-            let batches = backend
-                .query(principal.as_deref(), purpose.as_deref(), &sql)
-                .await?;
+            let backend = Backend::open(
+                &config.path(),
+                &remote,
+                Acting::Asks {
+                    principal: principal.as_deref(),
+                    what: "runs the query",
+                },
+                purpose.as_deref(),
+                Open::Loaded,
+            )
+            .await?;
+            let batches = backend.query(&sql).await?;
             print(&output::render(&batches, format, max_rows)?)
         }
         Command::Principals { config, format } => {
-            let hub = GovernedHub::open_path(&config.path())
-                .await
-                .map_err(|e| e.to_string())?;
+            let hub = GovernedHub::open_path(&config.path()).await?;
             access::principals(&hub, format)
         }
         Command::Policy {
@@ -240,7 +248,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             remote,
             what,
         } => {
-            let backend = backend(&config, &remote, None).await?;
+            let backend =
+                Backend::open(&config.path(), &remote, what.acting(), None, Open::Loaded).await?;
             access::policy(&backend, what).await
         }
         Command::Audit {
@@ -249,14 +258,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             format,
             what,
         } => {
-            let backend = match remote.connect(None).await? {
-                Some(r) => Backend::Remote(r),
-                None => Backend::Local(std::sync::Arc::new(
-                    GovernedHub::open_path(&config.path())
-                        .await
-                        .map_err(|e| e.to_string())?,
-                )),
-            };
+            let backend =
+                Backend::open(&config.path(), &remote, what.acting(), None, Open::AsIs).await?;
             access::audit(&backend, what, format).await
         }
         Command::Catalog {
@@ -267,8 +270,18 @@ async fn run(cli: Cli) -> Result<(), String> {
             principal,
             remote,
         } => {
-            let backend = backend(&config, &remote, None).await?;
-            catalog::show(&backend, format, columns, rejects, principal.as_deref()).await
+            let backend = Backend::open(
+                &config.path(),
+                &remote,
+                Acting::Asks {
+                    principal: principal.as_deref(),
+                    what: "asks",
+                },
+                None,
+                Open::Loaded,
+            )
+            .await?;
+            catalog::show(&backend, format, columns, rejects).await
         }
         Command::Serve {
             config,
@@ -277,86 +290,46 @@ async fn run(cli: Cli) -> Result<(), String> {
         } => serve::serve(&config.path(), listen, metrics_listen).await,
         Command::Token { config, what } => serve::token(&config.path(), what).await,
         Command::Refresh { config, sources } => {
-            let hub = open(&config.path()).await?;
             let bar = progress::Bar::new(quiet());
-            let refreshed = hub
-                .hub()
-                .refresh(&sources, &bar)
-                .await
-                .map_err(|e| e.to_string())?;
-            drop(hub);
-            // Reopen so every table is planned over the rebuilt caches.
-            let hub = open(&config.path()).await?;
-            hub.hub().load(&bar).await.map_err(|e| e.to_string())?;
+            let (hub, refreshed) =
+                GovernedHub::refresh_and_reload(&config.path(), &sources, &bar).await?;
             for outcome in &refreshed {
                 println!("{outcome}");
             }
-            catalog::show(
-                &Backend::Local(std::sync::Arc::new(hub)),
-                Format::Table,
-                false,
-                false,
+            let backend = Backend::in_process(
+                std::sync::Arc::new(hub),
+                Acting::Asks {
+                    principal: None,
+                    what: "asks",
+                },
                 None,
             )
             .await?;
-            let failed: Vec<&str> = refreshed
+            catalog::show(&backend, Format::Table, false, false).await?;
+            let broken: Vec<String> = refreshed
                 .iter()
                 .filter(|o| !o.is_ok())
-                .map(|o| o.source.as_str())
+                .map(|o| o.source.clone())
                 .collect();
-            if failed.is_empty() {
+            if broken.is_empty() {
                 Ok(())
             } else {
-                Err(format!(
-                    "{} of {} sources are broken ({}); the others were refreshed, and each \
-                     broken source keeps its previous cache",
-                    failed.len(),
-                    refreshed.len(),
-                    failed.join(", ")
-                ))
+                Err(CliError::BrokenSources {
+                    broken,
+                    total: refreshed.len(),
+                })
             }
         }
         Command::Bench { what } => bench::run(what).await,
     }
 }
 
-/// The hub a command runs on: `--server` when given, else the config (loaded on first use).
-async fn backend(
-    config: &ConfigArg,
-    remote: &RemoteArg,
-    purpose: Option<&str>,
-) -> Result<Backend, String> {
-    Ok(match remote.connect(purpose).await? {
-        Some(r) => Backend::Remote(r),
-        None => Backend::Local(std::sync::Arc::new(open(&config.path()).await?)),
-    })
-}
-
-/// Open the hub and govern it; load statistics on first use so the catalog is never empty.
-async fn open(path: &Path) -> Result<GovernedHub, String> {
-    let hub = Hub::open_path(path).await.map_err(|e| e.to_string())?;
-    if hub
-        .store()
-        .load_stats()
-        .map_err(|e| e.to_string())?
-        .is_empty()
-        && !hub.mappings().is_empty()
-    {
-        hub.load(&progress::Bar::new(quiet()))
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    GovernedHub::open(std::sync::Arc::new(hub))
-        .await
-        .map_err(|e| e.to_string())
-}
-
 /// Write to stdout; a closed pipe (`| head`) is not an error.
-fn print(text: &str) -> Result<(), String> {
+fn print(text: &str) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(CliError::Output(e.to_string())),
     }
 }

@@ -5,6 +5,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use clap::ValueEnum;
 use comfy_table::{ContentArrangement, Table, presets};
 
+use crate::error::{CliError, Result};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Format {
     #[default]
@@ -14,11 +16,7 @@ pub enum Format {
 }
 
 /// Render batches in the chosen format. `max_rows` limits table output only.
-pub fn render(
-    batches: &[RecordBatch],
-    format: Format,
-    max_rows: Option<usize>,
-) -> Result<String, String> {
+pub fn render(batches: &[RecordBatch], format: Format, max_rows: Option<usize>) -> Result<String> {
     match format {
         Format::Table => Ok(table(batches, max_rows)),
         Format::Csv => {
@@ -28,21 +26,21 @@ pub fn render(
                     .with_header(true)
                     .build(&mut out);
                 for b in batches {
-                    w.write(b).map_err(|e| e.to_string())?;
+                    w.write(b)?;
                 }
             }
-            String::from_utf8(out).map_err(|e| e.to_string())
+            String::from_utf8(out).map_err(|e| CliError::Output(e.to_string()))
         }
         Format::Json => {
             let mut out = Vec::new();
             {
                 let mut w = arrow::json::ArrayWriter::new(&mut out);
                 for b in batches {
-                    w.write(b).map_err(|e| e.to_string())?;
+                    w.write(b)?;
                 }
-                w.finish().map_err(|e| e.to_string())?;
+                w.finish()?;
             }
-            let mut s = String::from_utf8(out).map_err(|e| e.to_string())?;
+            let mut s = String::from_utf8(out).map_err(|e| CliError::Output(e.to_string()))?;
             if s.is_empty() {
                 s.push_str("[]");
             }

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use chrono::Utc;
 use clap::Subcommand;
-use gridhub_audit::{AuditRecord, Outcome, RecordKind};
 use gridhub_engine::GovernedHub;
-use gridhub_server::TokenStore;
+use gridhub_server::api::fmt_time;
 
 use crate::access::{show, text_table};
+use crate::error::{CliError, Result};
 use crate::output::Format;
 
 #[derive(Subcommand, Debug)]
@@ -31,17 +31,18 @@ pub enum TokenCommand {
     Revoke { id: String },
 }
 
-/// Serve until Ctrl-C or SIGTERM.
+/// Serve until Ctrl-C or SIGTERM. Every call is authenticated as a principal of the hub;
+/// the operator path is never served.
 pub async fn serve(
     config: &Path,
     listen: Option<String>,
     metrics_listen: Option<String>,
-) -> Result<(), String> {
-    let hub = crate::open(config).await?;
+) -> Result<()> {
+    let hub = GovernedHub::open_loaded(config, &crate::progress::Bar::new(crate::quiet())).await?;
     let mut server_config = hub.hub().config().server.clone();
     let address = |flag: &str, a: String| {
         a.parse()
-            .map_err(|_| format!("--{flag} {a}: not an address (ip:port)"))
+            .map_err(|_| CliError::Usage(format!("--{flag} {a}: not an address (ip:port)")))
     };
     if let Some(a) = listen {
         server_config.listen = address("listen", a)?;
@@ -54,9 +55,7 @@ pub async fn serve(
         Some(_) => "TLS",
         None => "plaintext",
     };
-    let running = gridhub_server::start(std::sync::Arc::new(hub), server_config)
-        .await
-        .map_err(|e| e.to_string())?;
+    let running = gridhub_server::start(std::sync::Arc::new(hub), server_config).await?;
     let scheme = if tls == "plaintext" { "http" } else { "https" };
     eprintln!(
         "gridhub serving Arrow Flight SQL and gridhub.v1 on {scheme}://{} ({tls})",
@@ -66,10 +65,7 @@ pub async fn serve(
         eprintln!("metrics: http://{m}/metrics");
     }
     eprintln!("a token for a principal: gridhub token issue --principal ID; stop with Ctrl-C");
-    running
-        .wait(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    Ok(running.wait(shutdown_signal()).await?)
 }
 
 async fn shutdown_signal() {
@@ -95,82 +91,30 @@ async fn shutdown_signal() {
     }
 }
 
-/// Record a token change in the audit log (who: the principal the token is for; the
-/// operator acts on the server's state dir).
-fn audit(hub: &GovernedHub, principal: &str, text: String) -> Result<(), String> {
-    let gov = hub.governance();
-    let p = gov.principal(principal).map_err(|e| e.to_string())?;
-    gov.audit()
-        .append(&AuditRecord {
-            at: Utc::now(),
-            kind: RecordKind::Token,
-            principal: p.id.clone(),
-            roles: p.roles.clone(),
-            area: p.area.clone(),
-            purpose: None,
-            text,
-            tables: vec![],
-            columns: vec![],
-            rows: None,
-            outcome: Outcome::Ok,
-            message: None,
-            duration_ms: None,
-            person_ids: vec![],
-            person_ids_truncated: false,
-            started_seq: None,
-        })
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-pub async fn token(config: &Path, what: TokenCommand) -> Result<(), String> {
-    let hub = GovernedHub::open_path(config)
-        .await
-        .map_err(|e| e.to_string())?;
-    let store = TokenStore::open(&hub.hub().config().state_dir).map_err(|e| e.to_string())?;
+pub async fn token(config: &Path, what: TokenCommand) -> Result<()> {
+    let hub = GovernedHub::open_path(config).await?;
     match what {
         TokenCommand::Issue {
             principal,
             ttl_days,
             comment,
         } => {
-            // Only principals of this hub get tokens.
-            hub.governance()
-                .principal(&principal)
-                .map_err(|e| e.to_string())?;
-            let days = ttl_days.unwrap_or(hub.hub().config().server.token_ttl_days);
-            if days == 0 {
-                return Err("--ttl-days must be positive".into());
+            if ttl_days == Some(0) {
+                return Err(CliError::Usage("--ttl-days must be positive".into()));
             }
-            let (token, info) = store
-                .issue(
-                    &principal,
-                    chrono::Duration::days(i64::from(days)),
-                    &comment,
-                    Utc::now(),
-                )
-                .map_err(|e| e.to_string())?;
-            audit(
-                &hub,
-                &principal,
-                format!(
-                    "issue token {} for {principal}, expires {}",
-                    info.id, info.expires_at
-                ),
-            )?;
+            let ttl = ttl_days.map(|d| chrono::Duration::days(i64::from(d)));
+            let (token, info) = gridhub_server::issue_token(&hub, &principal, ttl, &comment)?;
             eprintln!(
                 "token {} for {principal}, expires {} — shown once, keep it secret:",
                 info.id,
-                gridhub_server::api::fmt_time(info.expires_at)
+                fmt_time(info.expires_at)
             );
             println!("{token}");
             Ok(())
         }
         TokenCommand::List => {
             let now = Utc::now();
-            let rows = store
-                .list()
-                .map_err(|e| e.to_string())?
+            let rows = gridhub_server::list_tokens(&hub)?
                 .into_iter()
                 .map(|t| {
                     let state = match t.revoked_at {
@@ -182,11 +126,9 @@ pub async fn token(config: &Path, what: TokenCommand) -> Result<(), String> {
                         t.id,
                         t.principal,
                         state.to_string(),
-                        gridhub_server::api::fmt_time(t.issued_at),
-                        gridhub_server::api::fmt_time(t.expires_at),
-                        t.revoked_at
-                            .map(gridhub_server::api::fmt_time)
-                            .unwrap_or_default(),
+                        fmt_time(t.issued_at),
+                        fmt_time(t.expires_at),
+                        t.revoked_at.map(fmt_time).unwrap_or_default(),
                         t.comment,
                     ]
                 })
@@ -208,12 +150,7 @@ pub async fn token(config: &Path, what: TokenCommand) -> Result<(), String> {
             )
         }
         TokenCommand::Revoke { id } => {
-            let info = store.revoke(&id, Utc::now()).map_err(|e| e.to_string())?;
-            audit(
-                &hub,
-                &info.principal,
-                format!("revoke token {id} of {}", info.principal),
-            )?;
+            let info = gridhub_server::revoke_token(&hub, &id)?;
             println!("token {id} of {} is revoked", info.principal);
             Ok(())
         }

@@ -17,6 +17,7 @@ pub mod fault;
 pub mod functions;
 pub mod governance;
 pub mod hub;
+pub mod lifecycle;
 pub mod snapshot;
 pub mod system;
 mod unavailable;
@@ -26,12 +27,14 @@ pub use config::{HubConfig, OnError, ServerConfig, SourceConfig, TlsFiles};
 pub use error::{EngineError, Result};
 pub use fault::{Serving, SourceFault, SourceStatus};
 pub use governance::{
-    Governance, GovernedAnswer, GovernedHub, GovernedStream, GuardedTable, PreparedPlan,
-    QueryLimits, VisibleTable, describe_access,
+    Governance, GovernedAnswer, GovernedHub, GovernedStream, GuardedTable, OPERATOR,
+    OperatorAnswer, PreparedPlan, QueryLimits, VisibleTable, describe_access, operator_principal,
+    os_user,
 };
 pub use gridhub_policy::Principal;
 pub use hub::{
     Hub, LIVE_SCHEMA, LoadSummary, NoProgress, Progress, REJECTS_TABLE, RefreshOutcome,
     SHARED_SCHEMA, SYSTEM_SCHEMA, SourceState, rejects_schema, source_schema,
 };
+pub use lifecycle::discard_derived_state;
 pub use system::TABLES as SYSTEM_TABLES;

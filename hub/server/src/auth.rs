@@ -229,12 +229,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// How a caller proved who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a caller proved who it is. The network server produces only the first three; the
+/// in-process transport ([`crate::in_process`]) only the last two.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credential {
     Certificate,
     Bearer,
     Basic,
+    /// In-process: the CLI on the hub's host, acting as a principal it names (`--as`, `--by`).
+    Local,
+    /// In-process: the operator of a hub without principals, as this OS user. Its queries
+    /// run ungoverned and are audited ([`gridhub_engine::operator`]).
+    Operator {
+        os_user: String,
+    },
 }
 
 /// Resolves a call's credentials to a principal of the hub.
@@ -308,6 +316,52 @@ impl Authenticator {
             message: "the authorization header must be `Bearer <token>` or `Basic …`".into(),
         })
     }
+}
+
+/// Issue a token for `principal`, who must be a principal of `hub`, valid for `ttl`
+/// (default: `[server] token_ttl_days`). The issue is audited as the principal's. Returns
+/// the token — shown once, stored only as a hash — and its listing.
+pub fn issue_token(
+    hub: &GovernedHub,
+    principal: &str,
+    ttl: Option<Duration>,
+    comment: &str,
+) -> Result<(String, TokenInfo), ServerError> {
+    let p = hub.governance().principal(principal)?.clone();
+    let ttl =
+        ttl.unwrap_or_else(|| Duration::days(i64::from(hub.hub().config().server.token_ttl_days)));
+    let store = TokenStore::open(&hub.hub().config().state_dir)?;
+    let (token, info) = store.issue(&p.id, ttl, comment, Utc::now())?;
+    hub.governance().audit_change(
+        &p,
+        gridhub_audit::RecordKind::Token,
+        format!(
+            "issue token {} for {}, expires {}",
+            info.id, p.id, info.expires_at
+        ),
+        gridhub_audit::Outcome::Ok,
+        None,
+    )?;
+    Ok((token, info))
+}
+
+/// Every token of `hub`, oldest first (never the secrets).
+pub fn list_tokens(hub: &GovernedHub) -> Result<Vec<TokenInfo>, ServerError> {
+    TokenStore::open(&hub.hub().config().state_dir)?.list()
+}
+
+/// Revoke the token `id` of `hub`; audited as the change of the principal it was for.
+pub fn revoke_token(hub: &GovernedHub, id: &str) -> Result<TokenInfo, ServerError> {
+    let info = TokenStore::open(&hub.hub().config().state_dir)?.revoke(id, Utc::now())?;
+    let p = hub.governance().principal(&info.principal)?.clone();
+    hub.governance().audit_change(
+        &p,
+        gridhub_audit::RecordKind::Token,
+        format!("revoke token {id} of {}", info.principal),
+        gridhub_audit::Outcome::Ok,
+        None,
+    )?;
+    Ok(info)
 }
 
 fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {

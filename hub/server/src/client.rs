@@ -1,6 +1,7 @@
-//! Talking to a running hub: the channel (plaintext or TLS, optionally with a client
-//! certificate), the bearer token and purpose on every call, the hub's gRPC clients, and
-//! Flight SQL queries. Used by the CLI's `--server` mode, the tests and the benchmarks.
+//! Talking to a hub: the channel — over the network (plaintext or TLS, optionally with a
+//! client certificate) or in-process ([`crate::in_process`]) — the bearer token and purpose
+//! on every call, the hub's gRPC clients, and Flight SQL queries. Used by every CLI command,
+//! the tests and the benchmarks: a command is written once, against this client.
 
 use std::path::PathBuf;
 
@@ -65,13 +66,13 @@ fn set(
 type Intercepted = InterceptedService<Channel, Headers>;
 
 /// HTTP/2 receive window of a stream (the connection's is twice it).
-const RECEIVE_WINDOW: u32 = 16 << 20;
+pub(crate) const RECEIVE_WINDOW: u32 = 16 << 20;
 /// Largest HTTP/2 frame the client accepts (the protocol's maximum is 16 MiB - 1).
-const MAX_FRAME: u32 = 1 << 20;
+pub(crate) const MAX_FRAME: u32 = 1 << 20;
 
-/// A connection to a hub.
+/// A connection to a hub, over the network or in-process.
 #[derive(Clone)]
-pub struct Remote {
+pub struct HubClient {
     channel: Channel,
     headers: Headers,
     url: String,
@@ -83,7 +84,10 @@ fn read(path: &PathBuf, what: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
 }
 
-impl Remote {
+/// The network client's earlier name: the same client.
+pub type Remote = HubClient;
+
+impl HubClient {
     /// Connect (TLS when the URL says so). Errors are one sentence naming the URL.
     pub async fn connect(options: &RemoteOptions) -> Result<Self, String> {
         let (tls, rest) = if let Some(r) = options.url.strip_prefix("https://") {
@@ -139,18 +143,31 @@ impl Remote {
                 source_chain(&e)
             )
         })?;
+        Self::over(
+            channel,
+            options.url.clone(),
+            options.token.clone(),
+            options.purpose.clone(),
+        )
+    }
+
+    /// A client over an established channel, sending `token` and `purpose` with each call.
+    pub(crate) fn over(
+        channel: Channel,
+        url: String,
+        token: Option<String>,
+        purpose: Option<String>,
+    ) -> Result<Self, String> {
         let header = |text: String, what: &str| -> Result<AsciiMetadataValue, String> {
             text.parse()
                 .map_err(|_| format!("the {what} is not a valid header value"))
         };
         let headers = Headers {
-            authorization: options
-                .token
+            authorization: token
                 .as_ref()
                 .map(|t| header(format!("Bearer {t}"), "token"))
                 .transpose()?,
-            purpose: options
-                .purpose
+            purpose: purpose
                 .as_ref()
                 .map(|p| header(p.clone(), "purpose"))
                 .transpose()?,
@@ -158,12 +175,13 @@ impl Remote {
         Ok(Self {
             channel,
             headers,
-            url: options.url.clone(),
-            token: options.token.clone(),
-            purpose: options.purpose.clone(),
+            url,
+            token,
+            purpose,
         })
     }
 
+    /// The hub's URL (`in-process` for the in-process transport).
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -187,6 +187,19 @@ impl HubFlightSql {
         sql: &str,
     ) -> Result<gridhub_engine::PreparedPlan, Status> {
         self.state.check_request_size(sql)?;
+        if let Some(os_user) = caller.operator() {
+            self.state.hub.operator_queries_allowed().map_err(status)?;
+            return self
+                .state
+                .hub
+                .operator_plan(os_user, sql)
+                .await
+                .map(|schema| gridhub_engine::PreparedPlan {
+                    schema,
+                    parameters: Vec::new(),
+                })
+                .map_err(status);
+        }
         let planned = self
             .state
             .hub
@@ -198,6 +211,43 @@ impl HubFlightSql {
         planned.map_err(status)
     }
 
+    /// Run a query as the operator of a hub without principals (in-process only): collected
+    /// and audited by the engine, then sent as a stream. Bounded like any SQL the hub plans;
+    /// no timeout cuts it short, since a query stopped mid-way would go unaudited.
+    async fn run_as_operator(
+        &self,
+        caller: &Caller,
+        os_user: &str,
+        sql: String,
+        params: Option<ParamValues>,
+    ) -> Result<Response<DoGetStream>, Status> {
+        if params.is_some_and(|p| !matches!(&p, ParamValues::List(v) if v.is_empty())) {
+            return Err(Status::invalid_argument(
+                "the operator's queries take no parameters: put the values in the SQL",
+            ));
+        }
+        self.state.hub.operator_queries_allowed().map_err(status)?;
+        let _permit = self
+            .state
+            .concurrency
+            .acquire(
+                &caller.principal.id,
+                self.state.config.max_queries_per_principal,
+            )
+            .map_err(Status::from)?;
+        let answer = self
+            .state
+            .hub
+            .operator_query(os_user, &sql)
+            .await
+            .map_err(status)?;
+        let flight = FlightDataEncoderBuilder::new()
+            .with_schema(answer.schema)
+            .build(futures::stream::iter(answer.batches.into_iter().map(Ok)))
+            .map_err(Status::from);
+        Ok(Response::new(Box::pin(flight)))
+    }
+
     /// Run a query as the caller and stream its answer, under the server's guards.
     async fn run(
         &self,
@@ -206,6 +256,9 @@ impl HubFlightSql {
         sql: String,
         params: Option<ParamValues>,
     ) -> Result<Response<DoGetStream>, Status> {
+        if let Some(os_user) = caller.operator() {
+            return self.run_as_operator(caller, os_user, sql, params).await;
+        }
         let state = &self.state;
         let config = &state.config;
         let query_id = crate::query_id();
@@ -341,7 +394,7 @@ impl FlightSqlService for HubFlightSql {
     > {
         let caller = caller(&request)?;
         self.state.metrics.request("Handshake");
-        let token = match caller.credential {
+        let token = match &caller.credential {
             Credential::Basic => {
                 let header = request
                     .metadata()
@@ -357,8 +410,11 @@ impl FlightSqlService for HubFlightSql {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|h| h.split_once(' ').map(|(_, t)| t.trim().to_string()))
                 .unwrap_or_default(),
-            // A certificate needs no token; the handshake succeeds with an empty one.
-            Credential::Certificate => String::new(),
+            // A certificate needs no token, nor does an in-process caller; the handshake
+            // succeeds with an empty one.
+            Credential::Certificate | Credential::Local | Credential::Operator { .. } => {
+                String::new()
+            }
         };
         let output = futures::stream::iter(vec![Ok(HandshakeResponse {
             protocol_version: 0,

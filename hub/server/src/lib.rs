@@ -15,6 +15,7 @@ pub mod client;
 pub mod error;
 pub mod flight;
 pub mod guard;
+pub mod in_process;
 pub mod metrics;
 mod services;
 
@@ -33,7 +34,9 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Status};
 
-pub use auth::{Authenticator, Credential, TokenInfo, TokenStore};
+pub use auth::{
+    Authenticator, Credential, TokenInfo, TokenStore, issue_token, list_tokens, revoke_token,
+};
 pub use error::ServerError;
 
 /// The header that carries a call's purpose (`routine`, `elderly_care`, …).
@@ -58,6 +61,23 @@ pub struct ServerState {
 }
 
 impl ServerState {
+    /// The state of a server for `hub` under `config`; `certificates`: client certificates
+    /// identify principals (mTLS configured).
+    pub fn new(
+        hub: Arc<GovernedHub>,
+        config: ServerConfig,
+        certificates: bool,
+    ) -> Result<Self, ServerError> {
+        let tokens = TokenStore::open(&hub.hub().config().state_dir)?;
+        Ok(Self {
+            hub,
+            auth: Authenticator::new(tokens, certificates),
+            concurrency: Arc::new(guard::Concurrency::default()),
+            metrics: Arc::new(metrics::Metrics::new()),
+            config,
+        })
+    }
+
     /// Refuse a statement larger than the request limit (the transport limits messages too).
     pub fn check_request_size(&self, sql: &str) -> Result<(), Status> {
         let limit = self.config.max_request_kb * 1024;
@@ -80,14 +100,55 @@ pub fn query_id() -> String {
     hex::encode(bytes)
 }
 
-/// Authenticates every call (see [`Authenticator::authenticate`]).
+impl Caller {
+    /// The principal whose policy governs the call; `None` for the operator of a hub
+    /// without principals (in-process only, see [`in_process`]).
+    pub fn governed_principal(&self) -> Option<&Principal> {
+        match self.credential {
+            Credential::Operator { .. } => None,
+            _ => Some(&self.principal),
+        }
+    }
+
+    /// The OS user of an operator call.
+    pub fn operator(&self) -> Option<&str> {
+        match &self.credential {
+            Credential::Operator { os_user } => Some(os_user),
+            _ => None,
+        }
+    }
+}
+
+/// The call's purpose header, if any.
+fn purpose_header(request: &Request<()>) -> Option<String> {
+    request
+        .metadata()
+        .get(PURPOSE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
+/// Authenticates every call (see [`Authenticator::authenticate`]). On the in-process
+/// transport the caller is fixed when the client connects instead ([`in_process`]); the
+/// network server never has one, so no network call can act as a local caller.
 #[derive(Clone)]
 pub struct AuthInterceptor {
     state: Arc<ServerState>,
+    local: Option<Arc<Caller>>,
 }
 
 impl tonic::service::Interceptor for AuthInterceptor {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(local) = &self.local {
+            let caller = Caller {
+                purpose: purpose_header(&request),
+                ..Caller::clone(local)
+            };
+            request.extensions_mut().insert(caller);
+            return Ok(request);
+        }
         let peer_certs = request.peer_certs();
         let authenticated = self.state.auth.authenticate(
             &self.state.hub,
@@ -107,13 +168,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
                 return Err(e.into());
             }
         };
-        let purpose = request
-            .metadata()
-            .get(PURPOSE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(str::to_string);
+        let purpose = purpose_header(&request);
         request.extensions_mut().insert(Caller {
             principal,
             credential,
@@ -173,6 +228,47 @@ fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, ServerError> {
     })
 }
 
+/// A server builder for large results: frames up to 1 MiB (when the client allows them) and
+/// wide HTTP/2 windows.
+fn server_builder() -> Server {
+    Server::builder()
+        .max_frame_size(1 << 20)
+        .initial_stream_window_size(1 << 20)
+        .initial_connection_window_size(2 << 20)
+}
+
+/// The hub's services (Flight SQL and `gridhub.v1`) on `builder`, each call passing
+/// `interceptor` first.
+fn routes(
+    builder: &mut Server,
+    state: &Arc<ServerState>,
+    interceptor: AuthInterceptor,
+) -> tonic::transport::server::Router {
+    let limit = state.config.max_request_kb * 1024;
+    let flight = FlightServiceServer::new(flight::HubFlightSql::new(state.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let services = services::HubServices::new(state.clone());
+    builder
+        .add_service(InterceptedService::new(flight, interceptor.clone()))
+        .add_service(InterceptedService::new(
+            CatalogServiceServer::new(services.clone()).max_decoding_message_size(limit),
+            interceptor.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            PolicyServiceServer::new(services.clone()).max_decoding_message_size(limit),
+            interceptor.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            AuditServiceServer::new(services.clone()).max_decoding_message_size(limit),
+            interceptor.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            HealthServiceServer::new(services).max_decoding_message_size(limit),
+            interceptor,
+        ))
+}
+
 /// Start the hub server for `hub` with `config` (bound before this returns).
 pub async fn start(
     hub: Arc<GovernedHub>,
@@ -185,22 +281,10 @@ pub async fn start(
             config.listen
         )));
     }
-    let tokens = TokenStore::open(&hub.hub().config().state_dir)?;
     let certificates = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
-    let state = Arc::new(ServerState {
-        hub,
-        auth: Authenticator::new(tokens, certificates),
-        concurrency: Arc::new(guard::Concurrency::default()),
-        metrics: Arc::new(metrics::Metrics::new()),
-        config: config.clone(),
-    });
+    let state = Arc::new(ServerState::new(hub, config.clone(), certificates)?);
 
-    // Results are large: frames up to 1 MiB (when the client allows them), no Nagle delay.
-    let mut builder = Server::builder()
-        .tcp_nodelay(true)
-        .max_frame_size(1 << 20)
-        .initial_stream_window_size(1 << 20)
-        .initial_connection_window_size(2 << 20);
+    let mut builder = server_builder().tcp_nodelay(true);
     if let Some(tls) = &config.tls {
         let identity = Identity::from_pem(
             read(&tls.cert, "TLS certificate")?,
@@ -218,32 +302,11 @@ pub async fn start(
             .tls_config(tls_config)
             .map_err(|e| ServerError::Startup(format!("TLS: {e}")))?;
     }
-    let limit = config.max_request_kb * 1024;
     let interceptor = AuthInterceptor {
         state: state.clone(),
+        local: None,
     };
-    let flight = FlightServiceServer::new(flight::HubFlightSql::new(state.clone()))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(usize::MAX);
-    let services = services::HubServices::new(state.clone());
-    let router = builder
-        .add_service(InterceptedService::new(flight, interceptor.clone()))
-        .add_service(InterceptedService::new(
-            CatalogServiceServer::new(services.clone()).max_decoding_message_size(limit),
-            interceptor.clone(),
-        ))
-        .add_service(InterceptedService::new(
-            PolicyServiceServer::new(services.clone()).max_decoding_message_size(limit),
-            interceptor.clone(),
-        ))
-        .add_service(InterceptedService::new(
-            AuditServiceServer::new(services.clone()).max_decoding_message_size(limit),
-            interceptor.clone(),
-        ))
-        .add_service(InterceptedService::new(
-            HealthServiceServer::new(services).max_decoding_message_size(limit),
-            interceptor,
-        ));
+    let router = routes(&mut builder, &state, interceptor);
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -52,7 +52,7 @@ impl CatalogService for HubServices {
         request: Request<pb::GetCatalogRequest>,
     ) -> Result<Response<pb::Catalog>, Status> {
         let caller = self.caller(&request, "GetCatalog")?;
-        self.answer(api::catalog(&self.state.hub, Some(&caller.principal)).await)
+        self.answer(api::catalog(&self.state.hub, caller.governed_principal()).await)
     }
 
     async fn list_rejects(
@@ -60,7 +60,7 @@ impl CatalogService for HubServices {
         request: Request<pb::ListRejectsRequest>,
     ) -> Result<Response<pb::RejectSummary>, Status> {
         let caller = self.caller(&request, "ListRejects")?;
-        self.answer(api::rejects(&self.state.hub, Some(&caller.principal)).await)
+        self.answer(api::rejects(&self.state.hub, caller.governed_principal()).await)
     }
 }
 

@@ -194,6 +194,36 @@ pub fn is_generated(dir: &Path, opts: &GenerateOptions) -> bool {
             .all(|f| std::fs::metadata(dir.join(&f.path)).is_ok_and(|md| md.len() == f.bytes))
 }
 
+/// A city directory ready to load: the config to open and whether it was written now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CityFiles {
+    /// The hub config in the directory ([`CONFIG_FILE`]).
+    pub config: PathBuf,
+    /// What was written, when the directory did not hold this generation yet (`None`: the
+    /// files were reused). After a write, whatever a hub derived from the earlier files
+    /// (source caches, snapshots) is stale.
+    pub written: Option<WriteSummary>,
+}
+
+/// The synthetic city for `opts` in `dir`: reused when `dir` already holds it
+/// ([`is_generated`]), generated and written otherwise. Shared by the demo and the
+/// benchmarks, so they reuse each other's cities.
+pub fn generate_or_reuse(
+    dir: &Path,
+    opts: &GenerateOptions,
+    progress: &dyn Progress,
+) -> Result<CityFiles, SynthError> {
+    let written = if is_generated(dir, opts) {
+        None
+    } else {
+        Some(City::generate(opts).write(dir, progress)?)
+    };
+    Ok(CityFiles {
+        config: dir.join(CONFIG_FILE),
+        written,
+    })
+}
+
 /// Reads the ground truth [`City::write`] stored in `dir`.
 pub fn read_truth(dir: &Path) -> Result<GroundTruth, SynthError> {
     let text = std::fs::read_to_string(dir.join(TRUTH_FILE))?;

@@ -417,6 +417,14 @@ fn manifest_marks_a_finished_generation() {
     // A damaged directory is not "generated".
     std::fs::write(dir.path().join("sensor_feed/sensor_reading.parquet"), b"x").unwrap();
     assert!(!is_generated(dir.path(), &opts));
+    // generate_or_reuse writes it again, then reuses it unchanged.
+    let written = gridhub_synth::generate_or_reuse(dir.path(), &opts, &NoProgress).unwrap();
+    assert_eq!(written.config, dir.path().join(gridhub_synth::CONFIG_FILE));
+    assert_eq!(written.written.as_ref().map(|s| s.rows), Some(summary.rows));
+    let before = files(dir.path());
+    let reused = gridhub_synth::generate_or_reuse(dir.path(), &opts, &NoProgress).unwrap();
+    assert!(reused.written.is_none(), "regenerated a complete directory");
+    assert_eq!(files(dir.path()), before);
 }
 
 /// Counts what a progress reporter is told.

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod guarded;
+pub mod operator;
 pub mod plan;
 pub mod query;
 pub mod record;
@@ -37,6 +38,7 @@ use std::sync::{Arc, Mutex};
 use datafusion::logical_expr::ScalarUDF;
 
 pub use guarded::GuardedTable;
+pub use operator::{OPERATOR, OperatorAnswer, operator_principal, os_user};
 pub use plan::{QueryLimits, VisibleTable};
 pub use query::{GovernedAnswer, PreparedPlan};
 pub use record::{AUDIT_PERSON_ID_BOUND, decision_rows, describe_access};

@@ -149,4 +149,9 @@ impl PersonIds {
         }
         new
     }
+
+    /// The `person_id`s seen, sorted, and whether some were left out.
+    pub(crate) fn into_sorted(self) -> (Vec<String>, bool) {
+        (self.seen.into_iter().collect(), self.truncated)
+    }
 }
