@@ -66,7 +66,7 @@ fn remote_error(s: tonic::Status) -> String {
     describe_status(&s)
 }
 
-fn local_error(e: gridhub_engine::EngineError) -> String {
+fn local_error(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 

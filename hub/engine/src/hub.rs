@@ -1028,9 +1028,7 @@ impl Hub {
     pub fn describe(&self, e: DataFusionError) -> EngineError {
         let root = e.find_root();
         match root {
-            DataFusionError::SQL(parser, _) => EngineError::Sql {
-                message: parser.to_string().replace("sql parser error: ", ""),
-            },
+            DataFusionError::SQL(..) => EngineError::syntax(&e),
             DataFusionError::Plan(msg)
                 if msg.contains("not found") && msg.starts_with("table '") =>
             {
@@ -1044,12 +1042,8 @@ impl Hub {
                     known: self.table_names().join(", "),
                 }
             }
-            DataFusionError::Plan(msg) => EngineError::Sql {
-                message: msg.clone(),
-            },
-            DataFusionError::SchemaError(err, _) => EngineError::Sql {
-                message: err.to_string(),
-            },
+            DataFusionError::Plan(msg) => EngineError::sql(msg.clone()),
+            DataFusionError::SchemaError(err, _) => EngineError::sql(err.to_string()),
             DataFusionError::ResourcesExhausted(_) => EngineError::ResourcesExhausted {
                 message: root.to_string(),
             },

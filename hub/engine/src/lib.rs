@@ -26,7 +26,7 @@ mod unavailable;
 
 pub use bounds::SqlLimits;
 pub use config::{HubConfig, OnError, ServerConfig, SourceConfig, TlsFiles};
-pub use error::{EngineError, Result};
+pub use error::{EngineError, Result, SqlPosition};
 pub use fault::{Serving, SourceFault, SourceStatus};
 pub use govern::{Governance, GovernedAnswer, GuardedTable, QueryLimits, describe_access};
 pub use gridhub_policy::Principal;
