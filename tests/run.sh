@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/gridhub-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-# Services the tests need are brought up here (none yet: issue 2 uses files and SQLite only).
+# Services the tests need are brought up here (files and SQLite need none).
 if [ -x deploy/dev-services.sh ]; then
     deploy/dev-services.sh
 fi

@@ -30,7 +30,7 @@ use crate::parse::{ALWAYS, EMERGENCY, Line, check_principals, parse_policy};
 pub enum Access {
     /// The value as stored.
     Clear,
-    /// The tag's mask (DOMAIN.md: `420106********1234`, `欧阳*`, `138****5678`, null …).
+    /// The tag's mask (docs/domain.md, "Masks": `420106********1234`, `欧阳*`, `138****5678`, null …).
     Masked,
     /// Not readable: the engine leaves the column out.
     Denied,

@@ -1,7 +1,7 @@
 //! Access policy for gridhub: who may read what, decided by Casbin.
 //!
 //! - [`DEFAULT_MODEL`] (`policies/model.conf`) is the Casbin model; [`DEFAULT_POLICY`]
-//!   (`policies/policy.csv`) the default policy implementing DOMAIN.md's role table.
+//!   (`policies/policy.csv`) the default policy implementing the role table of docs/domain.md.
 //!   `policies/README.md` documents the line format and the default decisions.
 //! - [`Policy::compile`] validates a model and policy against what the hub [`Known`]s and
 //!   the configured [`Principal`]s, reporting every problem with its line number.

@@ -1,5 +1,5 @@
 //! The default policy's decision for every role × shared table × column × purpose ×
-//! emergency state, checked against (a) DOMAIN.md's role table written out by hand below,
+//! emergency state, checked against (a) docs/domain.md's role table written out by hand below,
 //! independently of `policy.csv`, and (b) the checked-in `golden_decisions.csv`
 //! (regenerate with `GRIDHUB_BLESS=1 cargo test -p gridhub-policy --test golden`).
 
@@ -13,7 +13,7 @@ use common::{default_policy, emergency, now, principal};
 /// Roles that read no resident data at all.
 const NO_DATA: &[&str] = &["security_officer", "auditor"];
 
-/// DOMAIN.md's role table: access to a tag outside purposes and emergencies.
+/// docs/domain.md's role table: access to a tag outside purposes and emergencies.
 fn base(role: &str, tag: Tag) -> Access {
     use Access::{Clear as C, Denied as D, Masked as M};
     use Tag::*;
@@ -43,7 +43,7 @@ fn base(role: &str, tag: Tag) -> Access {
     }
 }
 
-/// DOMAIN.md's purpose and emergency refinements of the role table.
+/// docs/domain.md's purpose and emergency refinements of the role table.
 fn upgraded(role: &str, tag: Tag, purpose: Option<&str>, emergency: bool) -> bool {
     let epidemic = purpose == Some("epidemic_response");
     match (role, tag) {
@@ -198,7 +198,7 @@ async fn default_policy_matches_role_table_and_golden_file() {
     }
     assert!(
         mismatches.is_empty(),
-        "{} decisions differ from DOMAIN.md's role table:\n{}",
+        "{} decisions differ from docs/domain.md's role table:\n{}",
         mismatches.len(),
         mismatches.join("\n")
     );

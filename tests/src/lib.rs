@@ -1,6 +1,6 @@
 //! Shared fixtures of gridhub's end-to-end tests: a synthetic city written to a temporary
 //! directory with its ground truth, an open hub over it, and helpers to read query results;
-//! the golden-file runner for governed SQL ([`golden`]) and DOMAIN.md's masks written out
+//! the golden-file runner for governed SQL ([`golden`]) and docs/domain.md's masks written out
 //! independently of the hub's ([`masks`]).
 
 pub mod golden;

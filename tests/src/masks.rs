@@ -1,4 +1,4 @@
-//! DOMAIN.md's masks ("Masks (Chinese practice)"), written out here from their definitions
+//! docs/domain.md's masks ("Masks (Chinese practice)"), written out here from their definitions
 //! so that the tests' expected masked values never come from the hub's own mask functions
 //! (`gridhub_normalize::mask_*`, the `gh_mask_*` UDFs): a wrong mask in the hub then fails
 //! a test instead of agreeing with itself.
@@ -30,7 +30,7 @@ pub fn phone(clear: &str) -> String {
     format!("{head}{}{tail}", "*".repeat(chars.len() - 7))
 }
 
-/// Two-character surnames, kept whole by the name mask (DOMAIN.md: "two-character compound
+/// Two-character surnames, kept whole by the name mask (docs/domain.md: "two-character compound
 /// surnames known"): the classical compound surnames, among them every one the synthetic
 /// city gives its residents.
 const COMPOUND_SURNAMES: &[&str] = &[
@@ -49,7 +49,7 @@ pub fn name(clear: &str) -> String {
     format!("{surname}{}", "*".repeat(rest))
 }
 
-/// `1980-05-17` → `1980-01-01`: the year kept (DOMAIN.md shows `1980`; the column stays a
+/// `1980-05-17` → `1980-01-01`: the year kept (docs/domain.md shows `1980`; the column stays a
 /// date, so the year reads as its 1 January).
 pub fn birth_date(clear: &str) -> String {
     let year = clear
@@ -66,7 +66,7 @@ pub fn place(area_code: &str, communities: &BTreeMap<String, String>) -> Option<
     communities.get(area_code.get(..12)?).cloned()
 }
 
-/// The mask of `column`'s clear value, for the columns DOMAIN.md masks by value (`name`
+/// The mask of `column`'s clear value, for the columns docs/domain.md masks by value (`name`
 /// and a reporter's name alike: a reporter is a resident); `None` for other columns.
 pub fn of_column(column: &str, clear: &str) -> Option<String> {
     match column {

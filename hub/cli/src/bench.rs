@@ -321,7 +321,7 @@ pub(crate) fn print_report(command: &str, report: Vec<(String, String)>) {
     println!("{table}");
 }
 
-/// Policy lines and communities of the authorisation benchmark (issue 3).
+/// Policy lines and communities of the authorisation benchmark.
 const POLICY_LINES: usize = 10_000;
 const POLICY_COMMUNITIES: usize = 1_000;
 /// Principals planned cold (each its first query: enforcer and decisions made).

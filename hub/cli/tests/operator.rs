@@ -43,7 +43,7 @@ fn hub_without_principals(dir: &Path) {
 
 fn operator_records(dir: &Path, principal: &str) -> Vec<gridhub_audit::StoredRecord> {
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let hub = gridhub_engine::Hub::open_path(&dir.join("gridhub.toml"))
+        let hub = gridhub_engine::GovernedHub::open_path(&dir.join("gridhub.toml"))
             .await
             .expect("open the hub");
         hub.governance()

@@ -126,21 +126,12 @@ fn parse_and_measure(sql: &str, limits: &SqlLimits, recursion_limit: usize) -> R
         .with_recursion_limit(recursion_limit)
         .build()
         .and_then(|mut p| p.parse_statements())
-        .map_err(|e| EngineError::Sql {
-            message: match e.find_root() {
-                datafusion::error::DataFusionError::SQL(parser, _) => {
-                    parser.to_string().replace("sql parser error: ", "")
-                }
-                other => other.to_string(),
-            },
-        })?;
+        .map_err(|e| EngineError::syntax(&e))?;
     if statements.len() != 1 {
-        return Err(EngineError::Sql {
-            message: format!(
-                "one SQL statement per query, not {} (separate them into several queries)",
-                statements.len()
-            ),
-        });
+        return Err(EngineError::sql(format!(
+            "one SQL statement per query, not {} (separate them into several queries)",
+            statements.len()
+        )));
     }
     let statement = statements.pop_front().expect("one statement");
     if let DfStatement::Statement(s) = &statement {

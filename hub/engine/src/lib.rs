@@ -24,7 +24,7 @@ mod unavailable;
 
 pub use bounds::SqlLimits;
 pub use config::{HubConfig, OnError, ServerConfig, SourceConfig, TlsFiles};
-pub use error::{EngineError, Result};
+pub use error::{EngineError, Result, SqlPosition};
 pub use fault::{Serving, SourceFault, SourceStatus};
 pub use governance::{
     Governance, GovernedAnswer, GovernedHub, GovernedStream, GuardedTable, OPERATOR,

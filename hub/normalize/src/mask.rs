@@ -1,4 +1,4 @@
-//! Masks (DOMAIN.md, "Masks"): what a principal who may read a column only masked sees.
+//! Masks (docs/domain.md, "Masks"): what a principal who may read a column only masked sees.
 //! Each mask keeps the column's type, so a masked column can stand where the clear one was.
 //!
 //! | column | clear | masked | function |
@@ -191,7 +191,7 @@ impl ScalarUDFImpl for BirthDateMask {
     }
 }
 
-/// The masked form of a location's place (DOMAIN.md: "place → the community's name"): the
+/// The masked form of a location's place (docs/domain.md, "Masks": a place reads as its community's name): the
 /// name of the community (12-digit admin code) the row's area code lies in, or null when it
 /// lies in none of `communities` (code → name).
 pub fn mask_place<'a>(

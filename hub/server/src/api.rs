@@ -12,7 +12,9 @@ use gridhub_audit::{AuditFilter, Outcome};
 use gridhub_engine::{EngineError, GovernedHub};
 use gridhub_proto::v1 as pb;
 
-type Result<T> = std::result::Result<T, EngineError>;
+use crate::error::ServerError;
+
+type Result<T> = std::result::Result<T, ServerError>;
 
 const SOURCES: &str = "
 SELECT s.name AS source, s.type, s.label, s.health,
@@ -41,12 +43,13 @@ pub fn fmt_time(t: DateTime<Utc>) -> String {
         .to_string()
 }
 
-/// Parse an RFC 3339 time, with a message that shows the expected form.
+/// Parse an RFC 3339 time; a bad one is reported with the text and the accepted forms.
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
+    DateTime::parse_from_rfc3339(text.trim())
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| EngineError::Sql {
-            message: format!("'{text}' is not an RFC 3339 time (2026-12-01T08:00:00+08:00): {e}"),
+        .map_err(|e| ServerError::BadTimestamp {
+            text: text.to_string(),
+            reason: e.to_string(),
         })
 }
 
@@ -504,9 +507,9 @@ pub fn audit_search(
         Some("error") => Some(Outcome::Error),
         Some("started") => Some(Outcome::Started),
         Some(o) => {
-            return Err(EngineError::Sql {
-                message: format!("unknown outcome '{o}' (ok, denied, error, started)"),
-            });
+            return Err(ServerError::BadRequest(format!(
+                "unknown outcome '{o}' (ok, denied, error, started)"
+            )));
         }
     };
     let filter = AuditFilter {

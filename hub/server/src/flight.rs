@@ -40,7 +40,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
 use crate::auth::Credential;
-use crate::error::{ServerError, status};
+use crate::error::{ServerError, flight_status, status};
 use crate::guard::Guarded;
 use crate::{Caller, ServerState};
 
@@ -87,7 +87,7 @@ fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .get::<Caller>()
         .cloned()
         // The auth layer puts it there; without it, nothing runs (fail closed).
-        .ok_or_else(|| Status::unauthenticated("the call was not authenticated"))
+        .ok_or_else(|| status(ServerError::not_authenticated()))
 }
 
 fn sql_info() -> &'static SqlInfoData {
@@ -119,7 +119,7 @@ fn sql_info() -> &'static SqlInfoData {
 fn schema_bytes(schema: &Schema) -> Result<bytes::Bytes, Status> {
     let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
         .try_into()
-        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+        .map_err(|e: arrow::error::ArrowError| status(ServerError::encode("a schema", e)))?;
     Ok(bytes)
 }
 
@@ -128,7 +128,7 @@ fn single(batch: Result<RecordBatch, FlightError>, schema: SchemaRef) -> DoGetSt
     let stream = FlightDataEncoderBuilder::new()
         .with_schema(schema)
         .build(futures::stream::once(async move { batch }))
-        .map_err(Status::from);
+        .map_err(|e| flight_status(e, |e| ServerError::encode("a metadata answer", e)));
     Box::pin(stream)
 }
 
@@ -139,7 +139,7 @@ fn info_for(
 ) -> Result<FlightInfo, Status> {
     Ok(FlightInfo::new()
         .try_with_schema(schema)
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| status(ServerError::encode("a flight info", e)))?
         .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(ticket)))
         .with_descriptor(descriptor))
 }
@@ -151,16 +151,20 @@ fn parameters(batches: &[RecordBatch]) -> Result<ParamValues, Status> {
         return Ok(ParamValues::List(vec![]));
     };
     if rows > 1 {
-        return Err(Status::invalid_argument(format!(
-            "{rows} parameter rows: a query binds one row of parameters"
-        )));
+        return Err(status(ServerError::BadParameter {
+            message: format!("{rows} parameter rows: a query binds one row of parameters"),
+        }));
     }
     let values = batch
         .columns()
         .iter()
         .map(|c: &ArrayRef| ScalarValue::try_from_array(c.as_ref(), 0).map(Into::into))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Status::invalid_argument(format!("parameter: {e}")))?;
+        .map_err(|e| {
+            status(ServerError::BadParameter {
+                message: e.to_string(),
+            })
+        })?;
     Ok(ParamValues::List(values))
 }
 
@@ -270,8 +274,7 @@ impl HubFlightSql {
         );
         let permit = state
             .concurrency
-            .acquire(&caller.principal.id, config.max_queries_per_principal)
-            .map_err(Status::from)?;
+            .acquire(&caller.principal.id, config.max_queries_per_principal)?;
         let started = Instant::now();
         state.metrics.query_started();
         let planned = tokio::time::timeout(
@@ -303,10 +306,9 @@ impl HubFlightSql {
                 state
                     .metrics
                     .query_ended("timeout", 0, started.elapsed().as_secs_f64());
-                return Err(ServerError::Timeout {
+                return Err(status(ServerError::Timeout {
                     seconds: config.query_timeout.as_secs(),
-                }
-                .into());
+                }));
             }
         };
         span.in_scope(|| tracing::info!(tables = stream.decisions().len(), "query streaming"));
@@ -324,12 +326,12 @@ impl HubFlightSql {
         let metrics = state.metrics.clone();
         let flight = FlightDataEncoderBuilder::new()
             .with_schema(schema)
-            .build(guarded.map_err(|e| FlightError::Tonic(Box::new(Status::from(e)))))
+            .build(guarded.map_err(|e| FlightError::Tonic(Box::new(status(e)))))
             .map(move |item| {
                 if let Ok(data) = &item {
                     metrics.sent((data.data_header.len() + data.data_body.len()) as u64);
                 }
-                item.map_err(Status::from)
+                item.map_err(|e| flight_status(e, |e| ServerError::encode("a batch", e)))
             });
         Ok(Response::new(Box::pin(flight)))
     }
@@ -342,14 +344,15 @@ impl HubFlightSql {
     ) -> Result<(String, Option<String>, Option<ParamValues>), Status> {
         let key = String::from_utf8_lossy(handle).to_string();
         let map = self.prepared.lock().expect("prepared lock");
-        let p = map.get(&key).ok_or_else(|| {
-            Status::not_found(format!(
-                "no prepared statement {key}: it was closed or expired (prepare it again)"
-            ))
-        })?;
+        let unknown = || {
+            status(ServerError::UnknownPreparedStatement {
+                handle: key.clone(),
+            })
+        };
+        let p = map.get(&key).ok_or_else(unknown)?;
         if p.principal != caller.principal.id {
-            // Handles are not shared between principals.
-            return Err(Status::not_found(format!("no prepared statement {key}")));
+            // Handles are not shared between principals: another's reads as unknown.
+            return Err(unknown());
         }
         Ok((p.sql.clone(), p.purpose.clone(), p.params.clone()))
     }
@@ -361,8 +364,7 @@ impl HubFlightSql {
         let state = &self.state;
         let _permit = state
             .concurrency
-            .acquire(&caller.principal.id, state.config.max_queries_per_principal)
-            .map_err(Status::from)?;
+            .acquire(&caller.principal.id, state.config.max_queries_per_principal)?;
         let listed = tokio::time::timeout(
             state.config.query_timeout,
             state
@@ -371,7 +373,7 @@ impl HubFlightSql {
         )
         .await
         .map_err(|_| {
-            Status::from(ServerError::Timeout {
+            status(ServerError::Timeout {
                 seconds: state.config.query_timeout.as_secs(),
             })
         })?;
@@ -402,7 +404,7 @@ impl FlightSqlService for HubFlightSql {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 let encoded = header.split_once(' ').map(|(_, r)| r).unwrap_or_default();
-                crate::auth::basic(encoded.trim()).map_err(Status::from)?.1
+                crate::auth::basic(encoded.trim())?.1
             }
             Credential::Bearer => request
                 .metadata()
@@ -424,7 +426,7 @@ impl FlightSqlService for HubFlightSql {
             Response::new(Box::pin(output));
         if !token.is_empty() {
             let value = MetadataValue::try_from(format!("Bearer {token}"))
-                .map_err(|_| Status::internal("token is not a header value"))?;
+                .map_err(|e| status(ServerError::encode("the token header", e)))?;
             response.metadata_mut().insert("authorization", value);
         }
         Ok(response)
@@ -444,7 +446,7 @@ impl FlightSqlService for HubFlightSql {
             sql: query.query,
             purpose: caller.purpose.clone(),
         })
-        .map_err(|e| Status::internal(e.to_string()))?;
+        .map_err(|e| status(ServerError::encode("a statement ticket", e)))?;
         let ticket = TicketStatementQuery {
             statement_handle: ticket.into(),
         };
@@ -464,7 +466,7 @@ impl FlightSqlService for HubFlightSql {
         let caller = caller(&request)?;
         self.state.metrics.request("DoGetStatement");
         let t: StatementTicket = serde_json::from_slice(&ticket.statement_handle)
-            .map_err(|_| Status::invalid_argument("not a gridhub statement ticket"))?;
+            .map_err(|_| status(ServerError::BadTicket))?;
         // The call's own purpose header wins over the one the ticket was planned with.
         let purpose = caller.purpose.clone().or(t.purpose);
         self.run(&caller, purpose, t.sql, None).await
@@ -491,9 +493,9 @@ impl FlightSqlService for HubFlightSql {
             let mut map = self.prepared.lock().expect("prepared lock");
             map.retain(|_, p| p.created.elapsed() < PREPARED_TTL);
             if map.len() >= PREPARED_MAX {
-                return Err(Status::resource_exhausted(format!(
-                    "{PREPARED_MAX} prepared statements are open: close some"
-                )));
+                return Err(status(ServerError::TooManyPreparedStatements {
+                    limit: PREPARED_MAX,
+                }));
             }
             map.insert(
                 handle.clone(),
@@ -530,7 +532,11 @@ impl FlightSqlService for HubFlightSql {
             arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
                 .try_collect()
                 .await
-                .map_err(Status::from)?;
+                .map_err(|e| {
+                    flight_status(e, |e| ServerError::BadParameter {
+                        message: e.to_string(),
+                    })
+                })?;
         let params = parameters(&batches)?;
         let key = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
         if let Some(p) = self.prepared.lock().expect("prepared lock").get_mut(&key) {
@@ -692,7 +698,7 @@ impl FlightSqlService for HubFlightSql {
             };
             builder
                 .append(CATALOG, t.schema, t.table, kind, &columns)
-                .map_err(Status::from)?;
+                .map_err(|e| status(ServerError::encode("a table's schema", e)))?;
         }
         let schema = builder.schema();
         Ok(Response::new(single(builder.build(), schema)))

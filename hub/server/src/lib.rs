@@ -79,14 +79,13 @@ impl ServerState {
     }
 
     /// Refuse a statement larger than the request limit (the transport limits messages too).
-    pub fn check_request_size(&self, sql: &str) -> Result<(), Status> {
+    pub fn check_request_size(&self, sql: &str) -> Result<(), ServerError> {
         let limit = self.config.max_request_kb * 1024;
         if sql.len() > limit {
             return Err(ServerError::BadRequest(format!(
                 "the statement is {} bytes; the limit is {limit} ([server] max_request_kb)",
                 sql.len()
-            ))
-            .into());
+            )));
         }
         Ok(())
     }

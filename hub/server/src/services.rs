@@ -10,7 +10,7 @@ use gridhub_proto::v1::health_service_server::HealthService;
 use gridhub_proto::v1::policy_service_server::PolicyService;
 use tonic::{Request, Response, Status};
 
-use crate::error::status;
+use crate::error::{ServerError, status};
 use crate::{Caller, ServerState, api};
 
 #[derive(Clone)]
@@ -29,14 +29,18 @@ impl HubServices {
             .extensions()
             .get::<Caller>()
             .cloned()
-            .ok_or_else(|| Status::unauthenticated("the call was not authenticated"))
+            // The auth layer puts it there; without it, nothing runs (fail closed).
+            .ok_or_else(|| status(ServerError::not_authenticated()))
     }
 
-    fn answer<T>(&self, r: Result<T, gridhub_engine::EngineError>) -> Result<Response<T>, Status> {
+    fn answer<T>(&self, r: Result<T, ServerError>) -> Result<Response<T>, Status> {
         match r {
             Ok(v) => Ok(Response::new(v)),
             Err(e) => {
-                if matches!(e, gridhub_engine::EngineError::Denied { .. }) {
+                if matches!(
+                    e,
+                    ServerError::Engine(gridhub_engine::EngineError::Denied { .. })
+                ) {
                     self.state.metrics.denied();
                 }
                 Err(status(e))

@@ -215,7 +215,7 @@ pub fn hub_config() -> String {
 
     let _ = writeln!(
         s,
-        "\n# Who may query, one principal per role of policies/policy.csv (DOMAIN.md, \"Roles\"), and a\n\
+        "\n# Who may query, one principal per role of policies/policy.csv (docs/domain.md, \"Roles\"), and a\n\
          # second security officer: a policy change that widens access needs another one's approval.\n\
          # area is the jurisdiction: an admin code; rows are filtered to codes starting with it."
     );

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use gridhub_engine::GovernedHub;
 use gridhub_synth::DEMO_PRINCIPALS;
-use gridhub_tests::{TestCity, community_names, masks, query, rows, sorted};
+use gridhub_tests::{AsHub, TestCity, community_names, masks, query, rows, sorted};
 
 const SCALE: usize = 2_000;
 
@@ -76,7 +76,7 @@ async fn clear_values(hub: &GovernedHub) -> BTreeSet<String> {
     out
 }
 
-/// The persons of `area` as the operator reads them, each with the masked values DOMAIN.md
+/// The persons of `area` as the operator reads them, each with the masked values docs/domain.md
 /// gives a principal who reads identity and contact masked (computed by the tests' masks).
 struct MaskedPersons {
     /// `SELECT * FROM person` of the area, masked columns masked, and the column names.
@@ -86,14 +86,19 @@ struct MaskedPersons {
     idpn: Vec<[Option<String>; 3]>,
 }
 
-async fn masked_persons(hub: &Hub, area: &str) -> MaskedPersons {
+async fn masked_persons(hub: &impl AsHub, area: &str) -> MaskedPersons {
     let batches = hub
+        .as_hub()
         .query(&format!(
             "SELECT * FROM person WHERE area_code LIKE '{area}%'"
         ))
         .await
         .unwrap();
-    let names: Vec<String> = hub.query("SELECT * FROM person LIMIT 1").await.unwrap()[0]
+    let names: Vec<String> = hub
+        .as_hub()
+        .query("SELECT * FROM person LIMIT 1")
+        .await
+        .unwrap()[0]
         .schema()
         .fields()
         .iter()
@@ -199,7 +204,7 @@ async fn bypass_attempts_return_no_clear_value_and_nothing_outside_the_jurisdict
         "SELECT max(id_number), min(phone), string_agg(name, ',') FROM person".into(),
         "SELECT health_code, count(*) FROM health_record GROUP BY health_code".into(),
     ];
-    // Both read person's identity and contact masked (DOMAIN.md, "Roles"); the street
+    // Both read person's identity and contact masked (docs/domain.md, "Roles"); the street
     // officer reads health masked, the volunteer no health at all.
     for who in ["zhao.street", "zhou.volunteer"] {
         let area = area_of(who);
@@ -576,7 +581,7 @@ async fn health_reads_are_audited_by_person_and_tampering_is_detected() {
     );
 }
 
-/// Whether a raw admin code lies in `area` once normalised as DOMAIN.md says (white space
+/// Whether a raw admin code lies in `area` once normalised as docs/domain.md says (white space
 /// dropped, full-width digits folded, digits only, 4/6/9/12/15 of them): computed here,
 /// independently of the mapping.
 fn raw_code_in(raw: &str, area: &str) -> bool {

@@ -3,7 +3,7 @@
 //! principal per role reads every shared table with `SELECT *` for no purpose and every
 //! purpose, without and then within an emergency covering the city, and each column of the
 //! answer must be what the table says: absent when denied, the operator's values when clear,
-//! DOMAIN.md's mask of them when masked (computed here from the operator's values) — and the
+//! docs/domain.md's mask of them when masked (computed here from the operator's values) — and the
 //! rows exactly those of the principal's jurisdiction, or none when the table is closed.
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +54,7 @@ fn by_column(names: &[String], rows: &[Vec<Option<String>>]) -> BTreeMap<String,
 
 type Pairs = (Option<String>, Option<String>);
 
-/// DOMAIN.md's mask of one value of `column`, given its row's area code (computed by the
+/// docs/domain.md's mask of one value of `column`, given its row's area code (computed by the
 /// tests' own masks, not the hub's).
 fn masked(
     column: &str,

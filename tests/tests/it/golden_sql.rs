@@ -8,7 +8,7 @@
 //! ```
 //!
 //! A second test reads the files' masked values back and recomputes them from the clear
-//! values with DOMAIN.md's masks, written out in the tests (`gridhub_tests::masks`), so a
+//! values with docs/domain.md's masks, written out in the tests (`gridhub_tests::masks`), so a
 //! blessed file cannot make a wrong mask the expectation.
 
 use std::collections::{BTreeMap, HashMap};
@@ -57,7 +57,7 @@ async fn golden_sql_cases_hold_in_the_engines_answers() {
     );
 }
 
-/// The person columns DOMAIN.md masks by value, as the golden decision table says each
+/// The person columns docs/domain.md masks by value, as the golden decision table says each
 /// role reads them (`policies/tests/golden_decisions.csv`, outside emergencies).
 const PERSON_MASKED_COLUMNS: [&str; 4] = ["id_number", "name", "phone", "birth_date"];
 
@@ -77,7 +77,7 @@ fn person_access(role: &str, column: &str, purpose: Option<&str>) -> String {
 
 /// Every golden case outside an emergency that answers `person_id` with person's identity
 /// or contact columns under their own names: each such value must be the clear value of
-/// that person (as the operator reads it) when the role reads it clear, and DOMAIN.md's
+/// that person (as the operator reads it) when the role reads it clear, and docs/domain.md's
 /// mask of it, computed here, when masked.
 #[tokio::test]
 async fn golden_masked_values_are_domain_masks_of_the_clear_values() {
@@ -156,7 +156,7 @@ async fn golden_masked_values_are_domain_masks_of_the_clear_values() {
                     if row[i] != want {
                         problems.push(format!(
                             "{}:{}: {} ({role}) {column} of {person}: the file has {:?}, \
-                             DOMAIN.md's {access} value is {want:?}",
+                             docs/domain.md's {access} value is {want:?}",
                             file.display(),
                             r.line,
                             case.principal,

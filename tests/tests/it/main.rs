@@ -8,6 +8,7 @@ mod access;
 mod adbc;
 mod duties;
 mod end_to_end;
+mod errors;
 mod faults;
 mod golden_engine;
 mod golden_sql;

@@ -1,8 +1,9 @@
 //! What the `gridhub` binary's tests share: running the binary in a directory, and
-//! `gridhub serve` on free ports.
+//! `gridhub serve` on free ports with its log kept.
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
 
 /// Run `gridhub` in `cwd`, with no config or audit key from the test's environment.
 pub fn gridhub(args: &[&str], cwd: &Path) -> Output {
@@ -15,8 +16,17 @@ pub fn gridhub(args: &[&str], cwd: &Path) -> Output {
         .expect("run gridhub")
 }
 
-/// A `gridhub serve` child; killed if the test ends before it stops it.
-pub struct Server(pub std::process::Child);
+/// A `gridhub serve` child and the lines it has logged; killed if the test ends before it
+/// stops it.
+pub struct Server(pub std::process::Child, Arc<Mutex<Vec<String>>>);
+
+impl Server {
+    /// What the server has logged so far (its stderr).
+    #[allow(dead_code)] // Not every test binary reads the server's log.
+    pub fn log(&self) -> String {
+        self.1.lock().unwrap().join("\n")
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -27,8 +37,16 @@ impl Drop for Server {
 
 /// `gridhub serve` of the config in `cwd` on free ports (other tests may serve the demo's),
 /// and the URL it listens on.
+#[allow(dead_code)] // not every test binary that shares this module serves
 pub fn serve(cwd: &Path) -> (Server, String) {
+    serve_with(cwd, &[])
+}
+
+/// [`serve`] with environment variables set for the server (its limits, e.g.
+/// `GRIDHUB_QUERY_TIMEOUT_SECS`).
+pub fn serve_with(cwd: &Path, env: &[(&str, &str)]) -> (Server, String) {
     use std::io::{BufRead, BufReader};
+    let log = Arc::new(Mutex::new(Vec::new()));
     let mut server = Server(
         Command::new(env!("CARGO_BIN_EXE_gridhub"))
             .args([
@@ -40,9 +58,11 @@ pub fn serve(cwd: &Path) -> (Server, String) {
             ])
             .current_dir(cwd)
             .env_remove("GRIDHUB_CONFIG")
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start gridhub serve"),
+        log.clone(),
     );
     let mut lines = BufReader::new(server.0.stderr.take().unwrap()).lines();
     let url = loop {
@@ -56,6 +76,10 @@ pub fn serve(cwd: &Path) -> (Server, String) {
             break rest.split(' ').next().unwrap().to_string();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            log.lock().unwrap().push(line);
+        }
+    });
     (server, url)
 }
