@@ -30,12 +30,14 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// A hub of one CSV source and no principals.
+/// A hub of one CSV source and no principals; its audit key (the operator is audited too)
+/// is a file outside the state dir.
 fn hub_without_principals(dir: &Path) {
     std::fs::write(dir.join("a.csv"), "code,name\n1,甲\n2,乙\n3,丙\n").unwrap();
+    std::fs::write(dir.join("audit.key"), "operator-test-audit-key-0123456789").unwrap();
     std::fs::write(
         dir.join("gridhub.toml"),
-        "[hub]\npseudonym_key = \"operator-test-key-0123456789\"\n\n\
+        "[hub]\npseudonym_key = \"operator-test-key-0123456789\"\naudit_key_file = \"audit.key\"\n\n\
          [[sources]]\nname = \"a\"\ntype = \"csv\"\npath = \"a.csv\"\n",
     )
     .unwrap();

@@ -371,7 +371,7 @@ async fn errors_are_one_clear_sentence() {
 
     let e = query_error(&hub, "SELEC * FROM person").await;
     assert!(e.starts_with("SQL error"), "{e}");
-    assert!(e.contains("Line: 1, Column: 1"), "says where: {e}");
+    assert!(e.contains("at line 1, column 1"), "says where: {e}");
 
     let e = query_error(&hub, "SELECT nope FROM person").await;
     assert!(e.contains("nope"), "{e}");
