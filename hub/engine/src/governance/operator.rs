@@ -13,13 +13,12 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use chrono::Utc;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::LogicalPlan;
-use gridhub_audit::{AuditRecord, Outcome, RecordKind};
+use gridhub_audit::Outcome;
 
 use super::GovernedHub;
-use super::record::PersonIds;
+use super::record::{PersonIds, query_record};
 use crate::{EngineError, Result};
 
 /// The principal name of the operator in audit records (followed by `:` and the OS user).
@@ -162,23 +161,25 @@ impl GovernedHub {
                 (Vec::new(), false),
             ),
         };
-        Ok(self.governance().audit().append(&AuditRecord {
-            at: Utc::now(),
-            kind: RecordKind::Query,
-            principal: operator_principal(os_user),
+        let operator = gridhub_policy::Principal {
+            id: operator_principal(os_user),
+            name: None,
             roles: vec![OPERATOR.into()],
             area: String::new(),
-            purpose: None,
-            text: sql.to_string(),
-            tables,
-            columns: Vec::new(),
+        };
+        // The operator reads through no policy view: no decisions, the tables it scanned.
+        let mut record = query_record(
+            &operator,
+            None,
+            sql,
+            &[],
             rows,
             outcome,
             message,
-            duration_ms: Some(started.elapsed().as_millis() as u64),
-            person_ids,
-            person_ids_truncated,
-            started_seq: None,
-        })?)
+            started,
+            (person_ids, person_ids_truncated),
+        );
+        record.tables = tables;
+        Ok(self.governance().audit().append(&record)?)
     }
 }
