@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Int64Array, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::common::TableReference;
@@ -20,7 +20,6 @@ use datafusion::datasource::{MemTable, ViewTable};
 use datafusion::error::DataFusionError;
 use datafusion::execution::config::SessionConfig;
 use datafusion::prelude::{DataFrame, SessionContext};
-use gridhub_catalog::model::timestamp_type;
 use gridhub_catalog::store::RefreshFailure;
 use gridhub_catalog::{
     CatalogStore, LineageRecord, LoadStat, SharedTableCount, SourceRecord, SourceTableRecord,
@@ -35,6 +34,7 @@ use crate::fault::{
     Drift, FaultMap, Serving, SourceFault, SourceStatus, TableFaults, needed_columns,
 };
 use crate::snapshot::{self, LoadMemoryPool, SnapshotSet, SnapshotWriter, Spilled};
+use crate::system::{SystemCatalog, SystemSchema, SystemTable};
 use crate::unavailable::UnavailableTable;
 
 /// The catalog the hub registers everything in.
@@ -153,17 +153,19 @@ pub struct LoadSummary {
 pub struct Hub {
     config: HubConfig,
     ctx: SessionContext,
-    store: CatalogStore,
-    sources: Vec<SourceState>,
+    store: Arc<CatalogStore>,
+    sources: Arc<[SourceState]>,
     mappings: Vec<CompiledMapping>,
     /// How broken sources affect each shared table.
-    faults: FaultMap,
+    faults: Arc<FaultMap>,
     /// Drift the cache checks found, read after a refresh.
     drift_sink: DriftSink,
     /// The live view of each shared table and `_rejects`.
     live: BTreeMap<String, Arc<dyn TableProvider>>,
     /// The snapshot set `public.*` is served from, if any.
-    snapshot: Mutex<Option<SnapshotSet>>,
+    snapshot: Arc<Mutex<Option<SnapshotSet>>>,
+    /// What the `system.*` tables read (shares the store, sources, faults and snapshot).
+    system: Arc<SystemCatalog>,
     /// Bumped each time `public.*` is served from a new snapshot set (or a load ends):
     /// what was derived from the loaded data is stale once it moves on.
     generation: std::sync::atomic::AtomicU64,
@@ -189,7 +191,7 @@ impl Hub {
     /// stale or refused per its `on_error`. Leftovers of interrupted refreshes and loads are
     /// removed first.
     pub async fn open(config: HubConfig) -> Result<Self> {
-        let store = CatalogStore::open(&config.state_dir.join("catalog.db"))?;
+        let store = Arc::new(CatalogStore::open(&config.state_dir.join("catalog.db"))?);
         let mut session = SessionConfig::new()
             .with_default_catalog_and_schema(CATALOG, SHARED_SCHEMA)
             .with_create_default_catalog_and_schema(true)
@@ -445,7 +447,27 @@ impl Hub {
             .map(|s| s.name.clone())
             .collect();
         mappings.retain(|m| !refused.contains(&m.source));
-        let faults = table_faults(&config, &sources, &mappings);
+        let faults = Arc::new(table_faults(&config, &sources, &mappings));
+        let sources: Arc<[SourceState]> = sources.into();
+        let snapshot = Arc::new(Mutex::new(None));
+        let mut sources_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in &mappings {
+            let of = sources_of.entry(m.target.name.to_string()).or_default();
+            if !of.contains(&m.source) {
+                of.push(m.source.clone());
+            }
+        }
+        let system = Arc::new(SystemCatalog {
+            store: store.clone(),
+            sources: sources.clone(),
+            faults: faults.clone(),
+            lineage: lineage(&config),
+            sources_of,
+            snapshot: Arc::clone(&snapshot),
+        });
+        catalog
+            .register_schema(SYSTEM_SCHEMA, Arc::new(SystemSchema::new(system.clone())))
+            .map_err(EngineError::plan)?;
 
         let mut hub = Self {
             config,
@@ -456,7 +478,8 @@ impl Hub {
             faults,
             drift_sink,
             live: BTreeMap::new(),
-            snapshot: Mutex::new(None),
+            snapshot,
+            system,
             generation: std::sync::atomic::AtomicU64::new(0),
         };
         hub.live = hub.live_tables()?;
@@ -470,7 +493,6 @@ impl Hub {
             None
         };
         hub.serve(current)?;
-        hub.register_system_tables()?;
         Ok(hub)
     }
 
@@ -615,20 +637,6 @@ impl Hub {
         Ok(out)
     }
 
-    /// (Re)build the `system.*` tables from the catalog store and the live source state.
-    fn register_system_tables(&self) -> Result<()> {
-        self.register_schema(SYSTEM_SCHEMA)?;
-        for (name, batch) in crate::system::tables(self)? {
-            let table =
-                MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(EngineError::plan)?;
-            self.ctx
-                .deregister_table(TableReference::partial(SYSTEM_SCHEMA, name))
-                .ok();
-            self.register(SYSTEM_SCHEMA, name, Arc::new(table))?;
-        }
-        Ok(())
-    }
-
     /// Rebuild the caches of materialised sources and report on every source (all, or the
     /// named ones). Each source is refreshed on its own: a failure is reported for that
     /// source (and recorded in the catalog store until a refresh succeeds, so the source
@@ -729,7 +737,7 @@ impl Hub {
             (raw_tables + self.mappings.len() + shared_with_sources.len()) as u64,
         );
 
-        for s in &self.sources {
+        for s in self.sources.iter() {
             // A broken source keeps the tables recorded at its last good load (drift is
             // measured against them), unless what it serves is its last good cache.
             let current = match s.status.fault() {
@@ -875,8 +883,7 @@ impl Hub {
             self.serve(Some(w.commit()?))?;
         }
         self.store.replace_load(&stats, &shared)?;
-        self.store.replace_lineage(&self.lineage())?;
-        self.register_system_tables()?;
+        self.store.replace_lineage(self.system.lineage())?;
         progress.finish();
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -917,31 +924,21 @@ impl Hub {
 
     /// The sources mapped into a shared table, each once, in config order.
     pub fn sources_of(&self, table: &str) -> Vec<String> {
-        let mut sources: Vec<String> = Vec::new();
-        for m in self.mappings.iter().filter(|m| m.target.name == table) {
-            if !sources.contains(&m.source) {
-                sources.push(m.source.clone());
-            }
-        }
-        sources
+        self.system
+            .sources_of
+            .get(table)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Which source column feeds which shared column, from the config.
-    pub fn lineage(&self) -> Vec<LineageRecord> {
-        let mut out = Vec::new();
-        for m in &self.config.mappings {
-            for (column, spec) in &m.columns {
-                out.push(LineageRecord {
-                    shared_table: m.target.clone(),
-                    shared_column: column.clone(),
-                    source: m.source.clone(),
-                    source_table: m.table.clone(),
-                    source_expr: spec.origin().map(|o| o.to_string()).unwrap_or_else(|e| e),
-                    transform: spec.transform(),
-                });
-            }
-        }
-        out
+    pub fn lineage(&self) -> &[LineageRecord] {
+        self.system.lineage()
+    }
+
+    /// The catalog the `system.*` tables show, as typed rows.
+    pub fn system(&self) -> &SystemCatalog {
+        &self.system
     }
 
     /// Plan a SQL query. Errors come back as one clear sentence.
@@ -983,13 +980,13 @@ impl Hub {
         for t in self.live.keys() {
             names.push(format!("{LIVE_SCHEMA}.{t}"));
         }
-        for s in &self.sources {
+        for s in self.sources.iter() {
             for t in &s.tables {
                 names.push(format!("{}.{t}", source_schema(&s.name)));
             }
         }
-        for (t, _) in crate::system::TABLES {
-            names.push(format!("{SYSTEM_SCHEMA}.{t}"));
+        for t in SystemTable::ALL {
+            names.push(format!("{SYSTEM_SCHEMA}.{}", t.name()));
         }
         names
     }
@@ -1167,19 +1164,20 @@ fn first_two_counts(batches: &[RecordBatch]) -> (u64, u64) {
     (get(0), get(1))
 }
 
-// Helpers shared with the system tables module.
-pub(crate) fn utf8(values: Vec<Option<String>>) -> ArrayRef {
-    Arc::new(StringArray::from(values))
-}
-pub(crate) fn int64(values: Vec<Option<i64>>) -> ArrayRef {
-    Arc::new(Int64Array::from(values))
-}
-pub(crate) fn boolean(values: Vec<Option<bool>>) -> ArrayRef {
-    Arc::new(BooleanArray::from(values))
-}
-pub(crate) fn timestamps(values: Vec<Option<i64>>) -> ArrayRef {
-    Arc::new(datafusion::arrow::array::TimestampMicrosecondArray::from(values).with_timezone("UTC"))
-}
-pub(crate) fn ts_type() -> DataType {
-    timestamp_type()
+/// Which source column feeds which shared column, from the config.
+fn lineage(config: &HubConfig) -> Vec<LineageRecord> {
+    let mut out = Vec::new();
+    for m in &config.mappings {
+        for (column, spec) in &m.columns {
+            out.push(LineageRecord {
+                shared_table: m.target.clone(),
+                shared_column: column.clone(),
+                source: m.source.clone(),
+                source_table: m.table.clone(),
+                source_expr: spec.origin().map(|o| o.to_string()).unwrap_or_else(|e| e),
+                transform: spec.transform(),
+            });
+        }
+    }
+    out
 }

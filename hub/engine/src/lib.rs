@@ -37,4 +37,4 @@ pub use hub::{
     SHARED_SCHEMA, SYSTEM_SCHEMA, SourceState, rejects_schema, source_schema,
 };
 pub use lifecycle::discard_derived_state;
-pub use system::TABLES as SYSTEM_TABLES;
+pub use system::{ColumnRow, SourceRow, SystemCatalog, SystemTable, TableRow};

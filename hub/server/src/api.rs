@@ -5,8 +5,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, RecordBatch};
-use arrow::datatypes::DataType;
+use arrow::array::AsArray;
 use chrono::{DateTime, Utc};
 use gridhub_audit::{AuditFilter, Outcome};
 use gridhub_engine::{EngineError, GovernedHub};
@@ -15,21 +14,6 @@ use gridhub_proto::v1 as pb;
 use crate::error::ServerError;
 
 type Result<T> = std::result::Result<T, ServerError>;
-
-const SOURCES: &str = "
-SELECT s.name AS source, s.type, s.label, s.health,
-       s.materialised AS cached, s.last_refresh,
-       sum(l.accepted) AS accepted, sum(l.rejected) AS rejected, s.location
-FROM system.sources s LEFT JOIN system.loads l ON l.source = s.name
-GROUP BY s.name, s.type, s.label, s.health, s.materialised, s.last_refresh, s.location
-ORDER BY s.name";
-
-const TABLES: &str = "
-SELECT name AS shared_table, label, key, rows, sources FROM system.tables ORDER BY name";
-
-const COLUMNS: &str = "
-SELECT table_name, name AS column_name, data_type, tag, label, is_key
-FROM system.columns ORDER BY table_name, position";
 
 const REJECTS: &str = "
 SELECT source, source_table, target_table, count(*) AS rows
@@ -51,32 +35,6 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>> {
             text: text.to_string(),
             reason: e.to_string(),
         })
-}
-
-/// One column of a catalog answer as text, by name (NULL → None).
-fn texts(batches: &[RecordBatch], name: &str) -> Result<Vec<Option<String>>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let column = b
-            .column_by_name(name)
-            .ok_or_else(|| EngineError::Internal {
-                message: format!("catalog answer has no column {name}"),
-            })?;
-        let column =
-            arrow::compute::cast(column, &DataType::Utf8).map_err(|e| EngineError::Internal {
-                message: e.to_string(),
-            })?;
-        let column = column
-            .as_any()
-            .downcast_ref::<arrow::array::StringArray>()
-            .expect("cast to Utf8");
-        out.extend((0..column.len()).map(|i| column.is_valid(i).then(|| column.value(i).into())));
-    }
-    Ok(out)
-}
-
-fn number(v: Option<String>) -> Option<i64> {
-    v.and_then(|s| s.parse().ok())
 }
 
 /// What a principal may learn from the catalog: the tables (by the names policies know)
@@ -135,111 +93,87 @@ fn audit_counts(
     Ok(())
 }
 
-/// Sources, shared tables, columns with tags, lineage. No resident data; row counts only
-/// of what `caller` may read (all for the operator, None), and the counts given are audited.
+/// Microseconds since the epoch as the CLI prints times ("" when unknown).
+fn fmt_micros(t: Option<i64>) -> String {
+    t.and_then(DateTime::from_timestamp_micros)
+        .map(fmt_time)
+        .unwrap_or_default()
+}
+
+/// Sources, shared tables, columns with tags, lineage — from the catalog's typed rows. No
+/// resident data; row counts only of what `caller` may read (all for the operator, None),
+/// and the counts given are audited.
 pub async fn catalog(
     hub: &GovernedHub,
     caller: Option<&gridhub_policy::Principal>,
 ) -> Result<pb::Catalog> {
     let scope = CountScope::of(hub, caller).await?;
+    let system = hub.hub().system();
     let mut counted = Vec::new();
-    let s = hub.hub().query(SOURCES).await?;
-    let [
-        name,
-        kind,
-        label,
-        health,
-        cached,
-        refresh,
-        accepted,
-        rejected,
-        location,
-    ] = [
-        "source",
-        "type",
-        "label",
-        "health",
-        "cached",
-        "last_refresh",
-        "accepted",
-        "rejected",
-        "location",
-    ]
-    .map(|c| texts(&s, c));
-    let mut sources = Vec::new();
-    let (mut kind, mut label, mut health, mut cached, mut refresh) =
-        (kind?, label?, health?, cached?, refresh?);
-    let (mut accepted, mut rejected, mut location) = (accepted?, rejected?, location?);
-    for (i, n) in name?.into_iter().enumerate() {
-        let n = n.unwrap_or_default();
-        let counts = scope.source(&n);
-        if !counts {
-            accepted[i] = None;
-            rejected[i] = None;
-        } else if caller.is_some() {
-            counted.push(format!("source {n}"));
-        }
-        sources.push(pb::Source {
-            name: n,
-            r#type: kind[i].take().unwrap_or_default(),
-            label: label[i].take().unwrap_or_default(),
-            health: health[i].take().unwrap_or_default(),
-            cached: cached[i].take().as_deref() == Some("true"),
-            last_refresh: refresh[i].take().unwrap_or_default(),
-            accepted: number(accepted[i].take()),
-            rejected: number(rejected[i].take()),
-            location: location[i].take().unwrap_or_default(),
-        });
-    }
-    let t = hub.hub().query(TABLES).await?;
-    let (mut label, mut key, mut rows, mut srcs) = (
-        texts(&t, "label")?,
-        texts(&t, "key")?,
-        texts(&t, "rows")?,
-        texts(&t, "sources")?,
-    );
-    let tables = texts(&t, "shared_table")?
+    let loads = system.loads()?;
+    // Ordered by name, as `gridhub catalog` lists them.
+    let mut sources = system.sources()?;
+    sources.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut tables = system.tables()?;
+    tables.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut columns = system.columns();
+    columns.sort_by(|a, b| (&a.table, a.position).cmp(&(&b.table, b.position)));
+    let sources = sources
         .into_iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let n = n.unwrap_or_default();
-            let rows = number(rows[i].take()).filter(|_| scope.table(&n));
+        .map(|s| {
+            let counts = scope.source(&s.name);
+            if counts && caller.is_some() {
+                counted.push(format!("source {}", s.name));
+            }
+            let of_source = || loads.iter().filter(|l| l.source == s.name);
+            let loaded = of_source().next().is_some();
+            let total = |f: fn(&gridhub_catalog::LoadStat) -> u64| {
+                (counts && loaded).then(|| of_source().map(f).sum::<u64>() as i64)
+            };
+            pb::Source {
+                accepted: total(|l| l.accepted),
+                rejected: total(|l| l.rejected),
+                r#type: s.kind,
+                label: s.label.unwrap_or_default(),
+                health: s.health,
+                cached: s.materialised,
+                last_refresh: fmt_micros(s.last_refresh),
+                location: s.location,
+                name: s.name,
+            }
+        })
+        .collect();
+    let tables = tables
+        .into_iter()
+        .map(|t| {
+            let rows = t.rows.filter(|_| scope.table(&t.name)).map(|n| n as i64);
             if rows.is_some() && caller.is_some() {
-                counted.push(n.clone());
+                counted.push(t.name.clone());
             }
             pb::SharedTable {
-                name: n,
-                label: label[i].take().unwrap_or_default(),
-                key: key[i].take().unwrap_or_default(),
+                label: t.label,
+                key: t.key.join(", "),
                 rows,
-                sources: srcs[i].take().unwrap_or_default(),
+                sources: t.sources.join(","),
+                name: t.name,
             }
         })
         .collect();
-    let c = hub.hub().query(COLUMNS).await?;
-    let (mut name, mut kind, mut tag, mut label, mut is_key) = (
-        texts(&c, "column_name")?,
-        texts(&c, "data_type")?,
-        texts(&c, "tag")?,
-        texts(&c, "label")?,
-        texts(&c, "is_key")?,
-    );
-    let columns = texts(&c, "table_name")?
+    let columns = columns
         .into_iter()
-        .enumerate()
-        .map(|(i, t)| pb::Column {
-            table: t.unwrap_or_default(),
-            name: name[i].take().unwrap_or_default(),
-            data_type: kind[i].take().unwrap_or_default(),
-            tag: tag[i].take().unwrap_or_default(),
-            label: label[i].take().unwrap_or_default(),
-            is_key: is_key[i].take().as_deref() == Some("true"),
+        .map(|c| pb::Column {
+            table: c.table,
+            name: c.name,
+            data_type: c.data_type,
+            tag: c.tag,
+            label: c.label,
+            is_key: c.is_key,
         })
         .collect();
-    let lineage = hub
-        .hub()
+    let lineage = system
         .lineage()
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|l| pb::Lineage {
             table: l.shared_table,
             column: l.shared_column,
@@ -276,22 +210,30 @@ pub async fn rejects(
         "rejects",
         vec![gridhub_engine::REJECTS_TABLE.into()],
     )?;
-    let r = hub.hub().query(REJECTS).await?;
-    let (mut source_table, mut target_table, mut rows) = (
-        texts(&r, "source_table")?,
-        texts(&r, "target_table")?,
-        texts(&r, "rows")?,
-    );
-    let counts = texts(&r, "source")?
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| pb::RejectCount {
-            source: s.unwrap_or_default(),
-            source_table: source_table[i].take().unwrap_or_default(),
-            target_table: target_table[i].take().unwrap_or_default(),
-            rows: number(rows[i].take()).unwrap_or_default(),
-        })
-        .collect();
+    let mut counts = Vec::new();
+    for b in hub.hub().query(REJECTS).await? {
+        let text = |i: usize| b.column(i).as_string_opt::<i32>();
+        let (Some(source), Some(source_table), Some(target_table), Some(rows)) = (
+            text(0),
+            text(1),
+            text(2),
+            b.column(3)
+                .as_primitive_opt::<arrow::datatypes::Int64Type>(),
+        ) else {
+            return Err(EngineError::Internal {
+                message: format!("the rejects summary has columns {}", b.schema()),
+            }
+            .into());
+        };
+        for i in 0..b.num_rows() {
+            counts.push(pb::RejectCount {
+                source: source.value(i).to_string(),
+                source_table: source_table.value(i).to_string(),
+                target_table: target_table.value(i).to_string(),
+                rows: rows.value(i),
+            });
+        }
+    }
     Ok(pb::RejectSummary { counts })
 }
 
@@ -403,15 +345,14 @@ pub async fn policy_explain(
     let mut out = pb::Explanation::default();
     for d in &decisions {
         for r in gridhub_engine::governance::decision_rows(d) {
-            let get = |k: &str| r.get(k).cloned().unwrap_or_default();
             out.rows.push(pb::ExplainRow {
-                table: get("table"),
-                rows: get("rows"),
-                column: get("column"),
-                tag: get("tag"),
-                decision: get("decision"),
-                decided_by: get("lines"),
-                would_allow: get("hint"),
+                table: r.table,
+                rows: r.rows,
+                column: r.column,
+                tag: r.tag,
+                decision: r.decision,
+                decided_by: r.decided_by,
+                would_allow: r.would_allow.unwrap_or_default(),
             });
         }
         if let Some(reason) = &d.reason {

@@ -133,6 +133,59 @@ async fn the_catalog_survives_a_restart_and_is_queryable() {
     );
 }
 
+/// `system.*` is read when queried: a load shows in the open session's catalog tables at
+/// once (nothing is re-registered), and the catalog's typed rows say the same as its SQL.
+#[tokio::test]
+async fn the_catalog_tables_are_read_when_queried() {
+    let city = TestCity::generate(SCALE);
+    let hub = gridhub_engine::GovernedHub::open_path(&city.config())
+        .await
+        .unwrap();
+    let before = scalar_i64(&hub, "SELECT count(*) FROM system.loads").await;
+    assert_eq!(before, 0, "nothing loaded yet");
+    let rows_before = query(&hub, "SELECT rows FROM system.tables WHERE name = 'person'").await;
+    assert_eq!(rows_before, vec![vec![None]], "no count before a load");
+
+    hub.hub().load(&NoProgress).await.unwrap();
+    let mappings = city.truth.mappings.len() as i64;
+    assert_eq!(
+        scalar_i64(&hub, "SELECT count(*) FROM system.loads").await,
+        mappings,
+        "one load row per mapping, seen by the same session"
+    );
+    let persons = scalar_i64(&hub, "SELECT rows FROM system.tables WHERE name = 'person'").await;
+    assert_eq!(
+        persons,
+        scalar_i64(&hub, "SELECT count(*) FROM person").await
+    );
+    let typed = hub.hub().system().tables().unwrap();
+    let person = typed.iter().find(|t| t.name == "person").unwrap();
+    assert_eq!(person.rows, Some(persons as u64));
+    assert_eq!(person.served_from, "snapshot");
+    let accepted: u64 = hub
+        .hub()
+        .system()
+        .loads()
+        .unwrap()
+        .iter()
+        .map(|l| l.accepted)
+        .sum();
+    assert_eq!(
+        scalar_i64(&hub, "SELECT sum(accepted) FROM system.loads").await as u64,
+        accepted
+    );
+    // A projection and a filter on a system table work like on any table.
+    let phone = query(
+        &hub,
+        "SELECT data_type, tag FROM system.columns WHERE table_name = 'person' AND name = 'phone'",
+    )
+    .await;
+    assert_eq!(
+        phone,
+        vec![vec![Some("Utf8".to_string()), Some("contact".to_string())]]
+    );
+}
+
 #[tokio::test]
 async fn a_broken_source_is_named_and_the_rest_keeps_working() {
     let city = TestCity::generate(SCALE);

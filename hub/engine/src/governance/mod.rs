@@ -41,7 +41,7 @@ pub use guarded::GuardedTable;
 pub use operator::{OPERATOR, OperatorAnswer, operator_principal, os_user};
 pub use plan::{QueryLimits, VisibleTable};
 pub use query::{GovernedAnswer, PreparedPlan};
-pub use record::{AUDIT_PERSON_ID_BOUND, decision_rows, describe_access};
+pub use record::{AUDIT_PERSON_ID_BOUND, DecisionRow, decision_rows, describe_access};
 pub use state::{Clock, Governance};
 pub use stream::GovernedStream;
 

@@ -2,7 +2,7 @@
 //! principal, purpose, text and decisions, whatever the entry point (collected, streamed,
 //! prepared); and how a decision reads in a record or in `policy explain`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -94,8 +94,24 @@ pub(crate) fn query_record(
     }
 }
 
-/// A table decision laid out per column, for `gridhub policy explain`.
-pub fn decision_rows(d: &TableDecision) -> Vec<BTreeMap<&'static str, String>> {
+/// One column of a table decision, as `gridhub policy explain` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRow {
+    pub table: String,
+    /// `area_code LIKE '…%'`, `all rows` or `denied`.
+    pub rows: String,
+    pub column: String,
+    pub tag: String,
+    /// What the principal gets of the column (see [`describe_access`]).
+    pub decision: String,
+    /// The policy lines that decided it.
+    pub decided_by: String,
+    /// What would allow it, when denied or masked.
+    pub would_allow: Option<String>,
+}
+
+/// A table decision as rows, one per column.
+pub fn decision_rows(d: &TableDecision) -> Vec<DecisionRow> {
     let rows = match &d.rows {
         RowAccess::Jurisdiction(a) => format!("area_code LIKE '{a}%'"),
         RowAccess::All => "all rows".into(),
@@ -103,16 +119,14 @@ pub fn decision_rows(d: &TableDecision) -> Vec<BTreeMap<&'static str, String>> {
     };
     d.columns
         .iter()
-        .map(|c| {
-            let mut m = BTreeMap::new();
-            m.insert("table", d.table.clone());
-            m.insert("rows", rows.clone());
-            m.insert("column", c.column.clone());
-            m.insert("tag", c.tag.to_string());
-            m.insert("decision", describe_access(c));
-            m.insert("lines", c.lines.join(" | "));
-            m.insert("hint", c.hint.clone().unwrap_or_default());
-            m
+        .map(|c| DecisionRow {
+            table: d.table.clone(),
+            rows: rows.clone(),
+            column: c.column.clone(),
+            tag: c.tag.to_string(),
+            decision: describe_access(c),
+            decided_by: c.lines.join(" | "),
+            would_allow: c.hint.clone(),
         })
         .collect()
 }
