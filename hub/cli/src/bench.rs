@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use comfy_table::{Table, presets};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
@@ -19,16 +19,23 @@ use gridhub_synth::{ELDERLY_WALKUP_SQL, GenerateOptions};
 
 use crate::error::{CliError, Result};
 
+/// The synthetic city a benchmark runs over.
+#[derive(Args, Debug)]
+pub struct CityArgs {
+    /// Number of persons (the city is generated, or reused when already written at this scale)
+    #[arg(long, default_value_t = 1_000_000)]
+    scale: usize,
+    /// Where the city is written
+    #[arg(long, default_value = "gridhub-bench")]
+    dir: PathBuf,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum BenchCommand {
     /// Generate, map and load a synthetic city; report rows/s, peak memory and query time
     Load {
-        /// Number of persons
-        #[arg(long, default_value_t = 1_000_000)]
-        scale: usize,
-        /// Where the city is written (reused when already generated at this scale)
-        #[arg(long, default_value = "gridhub-bench")]
-        dir: PathBuf,
+        #[command(flatten)]
+        city: CityArgs,
         /// Runs of the query (the median is reported)
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -36,11 +43,8 @@ pub enum BenchCommand {
     /// Access policies: authorisation + plan rewrite per query with a 10,000-line policy over
     /// 1,000 communities, and the elderly query with policies on against off
     Policy {
-        /// Number of persons (the city is generated, or reused from `bench load`)
-        #[arg(long, default_value_t = 1_000_000)]
-        scale: usize,
-        #[arg(long, default_value = "gridhub-bench")]
-        dir: PathBuf,
+        #[command(flatten)]
+        city: CityArgs,
         /// Runs of each query (the median is reported)
         #[arg(long, default_value_t = 5)]
         runs: usize,
@@ -48,11 +52,8 @@ pub enum BenchCommand {
     /// The hub server on loopback: stream --rows rows over Flight SQL against collecting the
     /// same query in-process; then --clients concurrent clients for --seconds
     Serve {
-        /// Number of persons (the city is generated, or reused from `bench load`)
-        #[arg(long, default_value_t = 1_000_000)]
-        scale: usize,
-        #[arg(long, default_value = "gridhub-bench")]
-        dir: PathBuf,
+        #[command(flatten)]
+        city: CityArgs,
         /// Rows streamed (person repeated with UNION ALL)
         #[arg(long, default_value_t = 10_000_000)]
         rows: u64,
@@ -66,20 +67,41 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Interactive latency: one small governed query in-process, from the Rust Flight SQL
+    /// client and from the Python ADBC driver, on loopback
+    Latency {
+        #[command(flatten)]
+        city: CityArgs,
+        /// Measured runs of each client (the median is reported)
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        /// Where tests/python's setup.sh and adbc_latency.py are
+        #[arg(long, default_value_os_t = crate::bench_latency::default_python_dir())]
+        python_dir: PathBuf,
+    },
 }
 
 pub async fn run(what: BenchCommand) -> Result<()> {
     match what {
         BenchCommand::Serve {
-            scale,
-            dir,
+            city,
             rows,
             clients,
             seconds,
             runs,
-        } => crate::bench_serve::serve(scale, &dir, rows, clients, seconds, runs.max(1)).await,
-        BenchCommand::Load { scale, dir, runs } => load(scale, &dir, runs.max(1)).await,
-        BenchCommand::Policy { scale, dir, runs } => policy(scale, &dir, runs.max(1)).await,
+        } => {
+            crate::bench_serve::serve(city.scale, &city.dir, rows, clients, seconds, runs.max(1))
+                .await
+        }
+        BenchCommand::Load { city, runs } => load(city.scale, &city.dir, runs.max(1)).await,
+        BenchCommand::Policy { city, runs } => policy(city.scale, &city.dir, runs.max(1)).await,
+        BenchCommand::Latency {
+            city,
+            runs,
+            python_dir,
+        } => {
+            crate::bench_latency::latency(city.scale, &city.dir, runs.max(1), &python_dir).await
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 mod access;
 mod backend;
 mod bench;
+mod bench_latency;
 mod bench_serve;
 mod catalog;
 mod demo;

@@ -4,7 +4,7 @@
 //! chain of a thousand `+` (2 KB of SQL) overflows a worker thread's stack and aborts the
 //! whole process. So a principal's SQL is, in this order:
 //! 1. at most [`SqlLimits::max_sql_bytes`] long (refused unparsed);
-//! 2. parsed on a thread of its own with a large stack ([`PARSE_STACK_BYTES`]): the parser
+//! 2. parsed on a planner thread with a large stack ([`PARSE_STACK_BYTES`]): the parser
 //!    builds left-deep chains iteratively, but walking and dropping such a tree recurses,
 //!    and a refused tree is dropped there too, never on a worker thread;
 //! 3. measured with a bounded walk (it stops at the first bound it passes): expression depth,
@@ -13,11 +13,11 @@
 //! 4. after planning, the logical plan's node count ([`SqlLimits::max_plan_nodes`]).
 //!
 //! Within these bounds planning and execution recurse at most a few hundred levels. Both
-//! planning stages run on a thread of [`PLANNER_STACK_BYTES`] ([`on_planner_stack`]), and so
-//! does a collected (local) query's execution; a streamed answer executes on the runtime's
-//! workers, which `gridhub serve` starts with 16 MiB stacks (a debug build's frames need it:
-//! tokio's default of 2 MiB does not hold a 100-term expression there). Each refusal is a
-//! clear error naming the bound and its value.
+//! planning stages run on a planner thread ([`on_planner_stack`]), and so does a collected
+//! (local) query's execution; a streamed answer executes on the runtime's workers, which
+//! `gridhub serve` starts with 16 MiB stacks (a debug build's frames need it: tokio's default
+//! of 2 MiB does not hold a 100-term expression there).
+//! Each refusal is a clear error naming the bound and its value.
 
 use std::ops::ControlFlow;
 
@@ -35,15 +35,90 @@ pub const PARSE_STACK_BYTES: usize = 256 * 1024 * 1024;
 /// Stack of the thread a query within the bounds is planned on (logical and physical).
 pub const PLANNER_STACK_BYTES: usize = 64 * 1024 * 1024;
 
-/// Run `work` to completion on a thread with [`PLANNER_STACK_BYTES`] of stack (and a runtime
-/// of its own), blocking the caller meanwhile: planning is CPU work, and this way its depth
-/// does not depend on the stack of whichever thread asked (tokio's workers have 2 MiB).
+/// Work for a planner thread.
+type PlannerJob = Box<dyn FnOnce() + Send + 'static>;
+
+/// The hub's planner threads: long-lived, one per core (at least two), each with a stack of
+/// [`PARSE_STACK_BYTES`] (which covers [`PLANNER_STACK_BYTES`]) and a tokio runtime of its
+/// own, taking jobs from one queue. Starting a thread and a runtime per query cost more than
+/// planning a small query does.
+fn planner_queue() -> &'static std::sync::mpsc::Sender<PlannerJob> {
+    static QUEUE: std::sync::OnceLock<std::sync::mpsc::Sender<PlannerJob>> =
+        std::sync::OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<PlannerJob>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("gridhub-planner-{i}"))
+                .stack_size(PARSE_STACK_BYTES.max(PLANNER_STACK_BYTES))
+                .spawn(move || {
+                    PLANNING.with(|p| p.set(true));
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => break,
+                        }
+                    }
+                })
+                .expect("start the planner threads");
+        }
+        tx
+    })
+}
+
+thread_local! {
+    /// A planner thread's runtime, built on its first job.
+    static PLANNER_RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime for planning");
+    /// Whether this thread is a planner thread (work for one then runs inline).
+    static PLANNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Await `work` run on a planner thread ([`PLANNER_STACK_BYTES`] of stack or more, a runtime
+/// of its own): planning is CPU work, and this way its depth does not depend on the stack of
+/// whichever thread asked (tokio's workers have 2 MiB). The caller's thread is not blocked.
+/// On a planner thread already (a collected query), `work` runs inline. A panic in `work` is
+/// resumed in the caller.
+pub async fn planned<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    if PLANNING.with(|p| p.get()) {
+        return work.await;
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: PlannerJob = Box::new(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            PLANNER_RUNTIME.with(|rt| rt.block_on(work))
+        }));
+        let _ = tx.send(result);
+    });
+    if planner_queue().send(job).is_err() {
+        panic!("the planner threads have stopped");
+    }
+    match rx.await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => panic!("a planner thread stopped without an answer"),
+    }
+}
+
+/// Run `work` to completion on a thread of its own with [`PLANNER_STACK_BYTES`] of stack (a
+/// planner thread for the duration: planning inside runs inline), blocking the caller
+/// meanwhile: for work that borrows from the caller, such as a collected query.
 pub fn on_planner_stack<T: Send>(work: impl std::future::Future<Output = T> + Send) -> T {
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("gridhub-planner".into())
-            .stack_size(PLANNER_STACK_BYTES)
+            .stack_size(PARSE_STACK_BYTES.max(PLANNER_STACK_BYTES))
             .spawn_scoped(scope, || {
+                PLANNING.with(|p| p.set(true));
                 tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -105,19 +180,7 @@ pub async fn parse_bounded(
     }
     let sql = sql.to_string();
     let limits = limits.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("gridhub-sql-parse".into())
-        .stack_size(PARSE_STACK_BYTES)
-        .spawn(move || {
-            let _ = tx.send(parse_and_measure(&sql, &limits, recursion_limit));
-        })
-        .map_err(|e| EngineError::Internal {
-            message: format!("cannot start the SQL parser thread: {e}"),
-        })?;
-    rx.await.map_err(|_| EngineError::Internal {
-        message: "the SQL parser thread stopped without an answer".into(),
-    })?
+    planned(async move { parse_and_measure(&sql, &limits, recursion_limit) }).await
 }
 
 fn parse_and_measure(sql: &str, limits: &SqlLimits, recursion_limit: usize) -> Result<DfStatement> {

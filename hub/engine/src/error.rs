@@ -152,6 +152,14 @@ fn at(position: &Option<SqlPosition>) -> String {
 }
 
 impl EngineError {
+    /// How a query that ended with this error is recorded: refused by policy, or failed.
+    pub fn outcome(&self) -> gridhub_audit::Outcome {
+        match self {
+            EngineError::Denied { .. } => gridhub_audit::Outcome::Denied,
+            _ => gridhub_audit::Outcome::Error,
+        }
+    }
+
     /// A SQL error without a position (the statement parsed; planning refused it).
     pub fn sql(message: impl Into<String>) -> Self {
         EngineError::Sql {

@@ -144,6 +144,21 @@ fn info_for(
         .with_descriptor(descriptor))
 }
 
+/// The flight info of a metadata command (answered in full by its DoGet): the caller must be
+/// authenticated, the ticket is the command itself.
+fn metadata_info(
+    request: Request<FlightDescriptor>,
+    schema: &Schema,
+    command: Vec<u8>,
+) -> Result<Response<FlightInfo>, Status> {
+    caller(&request)?;
+    Ok(Response::new(info_for(
+        schema,
+        command,
+        request.into_inner(),
+    )?))
+}
+
 /// The first row of a parameter batch as positional parameters `$1`, `$2`, ….
 fn parameters(batches: &[RecordBatch]) -> Result<ParamValues, Status> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
@@ -292,10 +307,7 @@ impl HubFlightSql {
         let stream = match planned {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                let outcome = match e {
-                    gridhub_engine::EngineError::Denied { .. } => "denied",
-                    _ => "error",
-                };
+                let outcome = e.outcome().as_str();
                 state
                     .metrics
                     .query_ended(outcome, 0, started.elapsed().as_secs_f64());
@@ -600,13 +612,8 @@ impl FlightSqlService for HubFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        caller(&request)?;
         let schema = query.into_builder().schema();
-        Ok(Response::new(info_for(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        metadata_info(request, &schema, query.as_any().encode_to_vec())
     }
 
     async fn do_get_catalogs(
@@ -627,13 +634,8 @@ impl FlightSqlService for HubFlightSql {
         query: CommandGetDbSchemas,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        caller(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(info_for(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        metadata_info(request, &schema, query.as_any().encode_to_vec())
     }
 
     async fn do_get_schemas(
@@ -663,13 +665,8 @@ impl FlightSqlService for HubFlightSql {
         query: CommandGetTables,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        caller(&request)?;
         let schema = query.clone().into_builder().schema();
-        Ok(Response::new(info_for(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        metadata_info(request, &schema, query.as_any().encode_to_vec())
     }
 
     /// Only the tables the caller may read, each with the columns the caller sees (denied
@@ -709,13 +706,8 @@ impl FlightSqlService for HubFlightSql {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        caller(&request)?;
         let schema = Schema::new(vec![Field::new("table_type", DataType::Utf8, false)]);
-        Ok(Response::new(info_for(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        metadata_info(request, &schema, query.as_any().encode_to_vec())
     }
 
     async fn do_get_table_types(
@@ -746,13 +738,8 @@ impl FlightSqlService for HubFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        caller(&request)?;
         let schema = query.clone().into_builder(sql_info()).schema();
-        Ok(Response::new(info_for(
-            &schema,
-            query.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?))
+        metadata_info(request, &schema, query.as_any().encode_to_vec())
     }
 
     async fn do_get_sql_info(

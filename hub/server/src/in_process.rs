@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use gridhub_engine::{GovernedHub, Principal};
+use gridhub_engine::GovernedHub;
 use hyper_util::rt::TokioIo;
 use tonic::transport::{Endpoint, Uri};
 
@@ -42,12 +42,7 @@ fn caller(hub: &GovernedHub, who: LocalCaller) -> Result<Caller, ServerError> {
             purpose: None,
         },
         LocalCaller::Operator { os_user } => Caller {
-            principal: Principal {
-                id: gridhub_engine::operator_principal(&os_user),
-                name: None,
-                roles: vec![gridhub_engine::OPERATOR.into()],
-                area: String::new(),
-            },
+            principal: gridhub_engine::operator_principal(&os_user),
             credential: Credential::Operator { os_user },
             purpose: None,
         },

@@ -283,7 +283,7 @@ pub async fn start(
     let certificates = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     let state = Arc::new(ServerState::new(hub, config.clone(), certificates)?);
 
-    let mut builder = server_builder().tcp_nodelay(true);
+    let mut builder = server_builder();
     if let Some(tls) = &config.tls {
         let identity = Identity::from_pem(
             read(&tls.cert, "TLS certificate")?,
@@ -315,7 +315,10 @@ pub async fn start(
         .map_err(|e| ServerError::Startup(e.to_string()))?;
     let (tx, rx) = oneshot::channel::<()>();
     let (metrics_tx, metrics_rx) = tokio::sync::watch::channel(false);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // The builder's `tcp_nodelay` applies only to listeners tonic binds itself; an incoming
+    // stream must set it per accepted socket, or Nagle + delayed ACK add ~40 ms to every small
+    // Flight SQL round trip.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(async move {
         let served = router
             .serve_with_incoming_shutdown(incoming, async {

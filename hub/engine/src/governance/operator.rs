@@ -35,9 +35,15 @@ pub fn os_user() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The audit principal of the operator acting as `os_user`.
-pub fn operator_principal(os_user: &str) -> String {
-    format!("{OPERATOR}:{os_user}")
+/// The principal the operator acting as `os_user` is audited as: `operator:<os user>` with
+/// the `operator` role and no jurisdiction (it reads through no policy view).
+pub fn operator_principal(os_user: &str) -> gridhub_policy::Principal {
+    gridhub_policy::Principal {
+        id: format!("{OPERATOR}:{os_user}"),
+        name: None,
+        roles: vec![OPERATOR.into()],
+        area: String::new(),
+    }
 }
 
 /// The tables a logical plan scans, by the names the SQL used.
@@ -148,25 +154,14 @@ impl GovernedHub {
                     ids.into_sorted()
                 },
             ),
-            Err(e @ EngineError::Denied { .. }) => (
-                Outcome::Denied,
-                Some(e.to_string()),
-                None,
-                (Vec::new(), false),
-            ),
             Err(e) => (
-                Outcome::Error,
+                e.outcome(),
                 Some(e.to_string()),
                 None,
                 (Vec::new(), false),
             ),
         };
-        let operator = gridhub_policy::Principal {
-            id: operator_principal(os_user),
-            name: None,
-            roles: vec![OPERATOR.into()],
-            area: String::new(),
-        };
+        let operator = operator_principal(os_user);
         // The operator reads through no policy view: no decisions, the tables it scanned.
         let mut record = query_record(
             &operator,

@@ -228,15 +228,20 @@ impl GovernedHub {
                 .map_err(EngineError::plan)?;
         }
         let governed = self.principal_session(state, catalog, limits)?;
-        let decided: &[Arc<TableDecision>] = decisions;
+        let decided = decisions.clone();
+        let (who, why, sql_limits) = (
+            principal.clone(),
+            purpose.map(str::to_string),
+            limits.sql.clone(),
+        );
         // Planning recurses over the query: on a thread whose stack is known, whatever the
         // caller's (bounded by the SQL limits, so this is headroom, not the defence).
-        let (frame, physical) = crate::bounds::on_planner_stack(async move {
+        let (frame, physical) = crate::bounds::planned(async move {
             let plan = governed.statement_to_plan(statement).await.map_err(|e| {
-                explain_planning_error(EngineError::plan(e), decided, principal, purpose)
+                explain_planning_error(EngineError::plan(e), &decided, &who, why.as_deref())
             })?;
             verify_only_policy_views(&plan)?;
-            crate::bounds::check_plan(&plan, &limits.sql)?;
+            crate::bounds::check_plan(&plan, &sql_limits)?;
             let mut frame = DataFrame::new(governed, plan);
             if let Some(p) = params {
                 frame = frame.with_param_values(p).map_err(EngineError::plan)?;
@@ -252,7 +257,8 @@ impl GovernedHub {
                 ),
             };
             Ok::<_, EngineError>((frame, physical))
-        })?;
+        })
+        .await?;
         Ok(GovernedPlan {
             frame,
             physical,

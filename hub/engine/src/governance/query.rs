@@ -55,8 +55,8 @@ impl GovernedHub {
         purpose: Option<&str>,
         sql: &str,
     ) -> Result<GovernedAnswer> {
-        // Collected, so executed on a stack of known size like the planning was (and on
-        // the runtime the plan's tasks were spawned on).
+        // Collected, so executed on a planner thread's stack like the planning (which then
+        // runs inline there), whatever the caller's stack.
         crate::bounds::on_planner_stack(async {
             let stream = self
                 .stream_as(principal_id, purpose, sql, None, &QueryLimits::default())
@@ -207,17 +207,13 @@ impl GovernedHub {
         started: Instant,
         e: EngineError,
     ) -> EngineError {
-        let outcome = match e {
-            EngineError::Denied { .. } => Outcome::Denied,
-            _ => Outcome::Error,
-        };
         let record = query_record(
             principal,
             purpose,
             text,
             decisions,
             None,
-            outcome,
+            e.outcome(),
             Some(e.to_string()),
             started,
             (Vec::new(), false),

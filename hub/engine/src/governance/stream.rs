@@ -257,11 +257,7 @@ impl Stream for GovernedStream {
                     Poll::Ready(Some(Ok(batch)))
                 }
                 Err(e) => {
-                    let outcome = match e {
-                        EngineError::Denied { .. } => Outcome::Denied,
-                        _ => Outcome::Error,
-                    };
-                    if let Err(audit) = this.finish(outcome, Some(e.to_string())) {
+                    if let Err(audit) = this.finish(e.outcome(), Some(e.to_string())) {
                         return Poll::Ready(Some(Err(audit)));
                     }
                     Poll::Ready(Some(Err(e)))
