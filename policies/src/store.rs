@@ -464,7 +464,8 @@ impl PolicyStore {
         })
     }
 
-    fn pending(&self, id: i64) -> Result<Proposal> {
+    /// Proposal `id` while it is still pending; otherwise an error saying who decided it.
+    pub fn pending_proposal(&self, id: i64) -> Result<Proposal> {
         let p = self.proposal(id)?.ok_or(PolicyError::UnknownProposal(id))?;
         if p.state != ProposalState::Pending {
             return Err(PolicyError::Proposal(format!(
@@ -490,7 +491,7 @@ impl PolicyStore {
         widening: &str,
         now: DateTime<Utc>,
     ) -> Result<(Proposal, PolicyVersion)> {
-        let p = self.pending(id)?;
+        let p = self.pending_proposal(id)?;
         let text = p.text.clone().unwrap_or_default();
         let comment = format!(
             "{}{}proposal {id} by {}, approved by {by}",
@@ -526,7 +527,7 @@ impl PolicyStore {
             Ok(Some(version))
         })?;
         let Some(version) = version else {
-            return Err(self.pending(id).err().unwrap_or_else(|| {
+            return Err(self.pending_proposal(id).err().unwrap_or_else(|| {
                 PolicyError::Proposal(format!("proposal {id} changed while being approved"))
             }));
         };
@@ -539,7 +540,7 @@ impl PolicyStore {
 
     /// Reject a pending proposal (nothing takes effect).
     pub fn reject(&self, id: i64, by: &str, reason: &str, now: DateTime<Utc>) -> Result<Proposal> {
-        self.pending(id)?;
+        self.pending_proposal(id)?;
         let changed = self.with(|c| {
             c.execute(
                 "UPDATE policy_proposals SET state = 'rejected', decided_by = ?1, \
@@ -548,7 +549,7 @@ impl PolicyStore {
             )
         })?;
         if changed != 1 {
-            self.pending(id)?;
+            self.pending_proposal(id)?;
         }
         self.proposal(id)?.ok_or(PolicyError::UnknownProposal(id))
     }

@@ -16,6 +16,16 @@ fn table(name: &str) -> TableInfo {
     TableInfo::shared(shared_table(name).unwrap())
 }
 
+/// `policy`'s decision now for a principal of `role` reading shared table `name`, with no
+/// purpose and no emergency.
+fn decide_now(
+    policy: &Policy,
+    role: &str,
+    name: &str,
+) -> std::sync::Arc<gridhub_policy::TableDecision> {
+    policy.decide(&principal(role), None, &[], now(), &table(name))
+}
+
 /// The default policy with extra lines appended; returns it and the first extra line's number.
 fn with_lines(extra: &[&str]) -> (String, usize) {
     let first = DEFAULT_POLICY.lines().count() + 1;
@@ -133,13 +143,7 @@ async fn deny_line_overrides_allow() {
     let (text, first) =
         with_lines(&["p, community_worker, *, person.phone, read_clear, *, -, deny"]);
     let policy = compile(&text).await;
-    let d = policy.decide(
-        &principal("community_worker"),
-        None,
-        &[],
-        now(),
-        &table("person"),
-    );
+    let d = decide_now(&policy, "community_worker", "person");
     let phone = d.column("phone").unwrap();
     // No read_masked line for contact: the column is closed, not masked.
     assert_eq!(phone.access, Access::Denied);
@@ -156,25 +160,13 @@ async fn deny_line_overrides_allow() {
     );
     assert_eq!(d.column("id_number").unwrap().access, Access::Clear);
     // Grid workers keep it: the line names community workers only.
-    let d = policy.decide(
-        &principal("grid_worker"),
-        None,
-        &[],
-        now(),
-        &table("person"),
-    );
+    let d = decide_now(&policy, "grid_worker", "person");
     assert_eq!(d.column("phone").unwrap().access, Access::Clear);
 
     // A row deny closes the table and every column.
     let (text, _) = with_lines(&["p, grid_worker, 420106001003*, person, read_rows, *, -, deny"]);
     let policy = compile(&text).await;
-    let d = policy.decide(
-        &principal("grid_worker"),
-        None,
-        &[],
-        now(),
-        &table("person"),
-    );
+    let d = decide_now(&policy, "grid_worker", "person");
     assert_eq!(d.rows, RowAccess::Denied);
     assert!(d.columns.iter().all(|c| c.access == Access::Denied));
     assert!(d.reason.as_deref().unwrap().contains("deny line"));
@@ -236,13 +228,7 @@ async fn second_decision_comes_from_the_cache() {
 #[tokio::test]
 async fn hints_say_what_would_allow_a_read() {
     let policy = default_policy().await;
-    let d = policy.decide(
-        &principal("community_worker"),
-        None,
-        &[],
-        now(),
-        &table("health_record"),
-    );
+    let d = decide_now(&policy, "community_worker", "health_record");
     let hint = d.column("test_result").unwrap().hint.clone().unwrap();
     assert!(
         hint.contains("purpose epidemic_response and a declared emergency (role community_worker)"),
@@ -267,13 +253,7 @@ async fn hints_say_what_would_allow_a_read() {
     assert!(!hint.contains("elderly_care"), "{hint}");
     assert!(d.column("person_id").unwrap().hint.is_none());
 
-    let d = policy.decide(
-        &principal("grid_worker"),
-        None,
-        &[],
-        now(),
-        &table("location_trace"),
-    );
+    let d = decide_now(&policy, "grid_worker", "location_trace");
     assert_eq!(d.rows, RowAccess::Denied);
     let reason = d.reason.clone().unwrap();
     assert_eq!(

@@ -259,17 +259,7 @@ pub fn answer_block(batches: &[RecordBatch], keep_order: bool) -> Vec<String> {
     if !keep_order {
         rows.sort();
     }
-    let header = batches
-        .first()
-        .map(|b| {
-            b.schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect::<Vec<_>>()
-                .join(SEPARATOR)
-        })
-        .unwrap_or_default();
+    let header = crate::column_names(batches).join(SEPARATOR);
     std::iter::once(header).chain(rows).collect()
 }
 

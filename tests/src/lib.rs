@@ -189,6 +189,49 @@ pub fn audit_records(
         .expect("audit search")
 }
 
+/// Runs `sql` over Flight SQL as `remote`'s principal and opens the stream of its answer
+/// (the first endpoint), without reading any of it.
+pub async fn flight_stream(
+    remote: &gridhub_server::client::Remote,
+    sql: &str,
+) -> arrow_flight::decode::FlightRecordBatchStream {
+    use gridhub_server::client::to_status;
+    let mut fc = remote.flight_sql();
+    let info = fc
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(to_status)
+        .unwrap();
+    fc.do_get(info.endpoint[0].ticket.clone().unwrap())
+        .await
+        .map_err(to_status)
+        .unwrap()
+}
+
+/// Whether any of `records` carries a message containing `needle`.
+pub fn any_message_contains(records: &[gridhub_audit::StoredRecord], needle: &str) -> bool {
+    records.iter().any(|r| {
+        r.record
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains(needle))
+    })
+}
+
+/// The column names of an answer (of its first batch; none without a batch).
+pub fn column_names(batches: &[RecordBatch]) -> Vec<String> {
+    batches
+        .first()
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A governed query as `who` for `purpose` (the principal's session, policy views, plan
 /// checks and audit record): the engine call the golden files run through.
 pub async fn governed_query(

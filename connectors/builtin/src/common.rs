@@ -37,13 +37,86 @@ pub(crate) fn unknown_table<'a>(
     }
 }
 
+/// Declares `$factory`, the [`ConnectorFactory`](gridhub_connector::ConnectorFactory) that
+/// builds `$connector`s (through `$connector::new`) under the module's `KIND`.
+macro_rules! connector_factory {
+    ($factory:ident, $connector:ident) => {
+        #[doc = concat!("Builds [`", stringify!($connector), "`]s.")]
+        #[derive(Debug, Default, Clone, Copy)]
+        pub struct $factory;
+
+        impl gridhub_connector::ConnectorFactory for $factory {
+            fn kind(&self) -> &'static str {
+                KIND
+            }
+
+            fn build(
+                &self,
+                ctx: gridhub_connector::ConnectorContext,
+            ) -> gridhub_connector::Result<std::sync::Arc<dyn gridhub_connector::Connector>> {
+                Ok(std::sync::Arc::new($connector::new(ctx)?))
+            }
+        }
+    };
+}
+pub(crate) use connector_factory;
+
+/// The tables of a source made of files: (table, file), sorted by table name.
+#[derive(Debug)]
+pub(crate) struct FileTables(Vec<(String, PathBuf)>);
+
+impl FileTables {
+    /// Every (table, file), in table order.
+    pub(crate) fn iter(&self) -> std::slice::Iter<'_, (String, PathBuf)> {
+        self.0.iter()
+    }
+
+    /// How many tables there are.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The table names, in order (what `discover` answers).
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// The file of `table`, or `UnknownTable` naming the known ones.
+    pub(crate) fn file_of(&self, ctx: &ConnectorContext, table: &str) -> Result<&Path> {
+        self.0
+            .iter()
+            .find(|(name, _)| name == table)
+            .map(|(_, path)| path.as_path())
+            .ok_or_else(|| unknown_table(ctx, table, self.0.iter().map(|(n, _)| n)))
+    }
+
+    /// Human-readable location: the files, comma-separated.
+    pub(crate) fn location(&self) -> String {
+        self.0
+            .iter()
+            .map(|(_, p)| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Every file must exist and be readable.
+    pub(crate) fn health(&self, ctx: &ConnectorContext) -> Health {
+        for (_, path) in &self.0 {
+            if let Err(e) = check_readable_file(ctx, path) {
+                return Health::Unavailable(e.to_string());
+            }
+        }
+        Health::Ok
+    }
+}
+
 /// The file tables of a source configured with either `path` (one file, table = file stem)
 /// or `tables = { name = "file" }` (paths relative to the config directory).
 pub(crate) fn file_tables(
     ctx: &ConnectorContext,
     path: Option<&str>,
     tables: Option<&BTreeMap<String, String>>,
-) -> Result<Vec<(String, PathBuf)>> {
+) -> Result<FileTables> {
     match (path, tables) {
         (Some(_), Some(_)) => Err(invalid_options(
             ctx,
@@ -65,7 +138,7 @@ pub(crate) fn file_tables(
                 .ok_or_else(|| {
                     invalid_options(ctx, format!("option `path` = {path:?} has no file name"))
                 })?;
-            Ok(vec![(stem, resolved)])
+            Ok(FileTables(vec![(stem, resolved)]))
         }
         (None, Some(tables)) => {
             if tables.is_empty() {
@@ -88,7 +161,8 @@ pub(crate) fn file_tables(
                     }
                     Ok((name.clone(), ctx.resolve(file)))
                 })
-                .collect()
+                .collect::<Result<_>>()
+                .map(FileTables)
         }
     }
 }
@@ -101,28 +175,6 @@ pub(crate) fn check_readable_file(ctx: &ConnectorContext, path: &Path) -> Result
     }
     std::fs::File::open(path).map_err(|e| ctx.io_error(path, e))?;
     Ok(())
-}
-
-/// Health of a source made of files: every file must exist and be readable.
-pub(crate) fn files_health<'a>(
-    ctx: &ConnectorContext,
-    paths: impl IntoIterator<Item = &'a Path>,
-) -> Health {
-    for path in paths {
-        if let Err(e) = check_readable_file(ctx, path) {
-            return Health::Unavailable(e.to_string());
-        }
-    }
-    Health::Ok
-}
-
-/// Human-readable location of a set of files.
-pub(crate) fn files_location<'a>(paths: impl IntoIterator<Item = &'a Path>) -> String {
-    paths
-        .into_iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Column names from header cells: cells are trimmed, blank cells become `column_N`

@@ -51,15 +51,15 @@ use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::listing::ListingOptions;
 use encoding_rs::{DecoderResult, Encoding};
 use gridhub_connector::{
-    Connector, ConnectorContext, ConnectorFactory, Health, ROW_NUMBER_COLUMN, RefreshReport, Result,
+    Connector, ConnectorContext, Health, ROW_NUMBER_COLUMN, RefreshReport, Result,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::cache::{self, BuildError, CacheWriter, StagedFile};
 use crate::common::{
-    blocking, check_readable_file, column_names, file_tables, files_health, files_location,
-    invalid_options, single_file_listing_table, unknown_table,
+    FileTables, blocking, check_readable_file, column_names, connector_factory, file_tables,
+    invalid_options, single_file_listing_table,
 };
 
 /// The connector kind name.
@@ -147,26 +147,13 @@ fn default_true() -> bool {
     true
 }
 
-/// Builds [`CsvConnector`]s.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct CsvFactory;
-
-impl ConnectorFactory for CsvFactory {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn build(&self, ctx: ConnectorContext) -> Result<Arc<dyn Connector>> {
-        Ok(Arc::new(CsvConnector::new(ctx)?))
-    }
-}
+connector_factory!(CsvFactory, CsvConnector);
 
 /// A CSV source: one table per file.
 #[derive(Debug)]
 pub struct CsvConnector {
     ctx: ConnectorContext,
-    /// (table, file), sorted by table name.
-    tables: Vec<(String, PathBuf)>,
+    tables: FileTables,
     settings: CsvSettings,
     /// Serialises cache builds of this source.
     build_lock: tokio::sync::Mutex<()>,
@@ -230,14 +217,6 @@ impl CsvConnector {
     /// The cache file of a table (meaningful for GBK/GB18030 sources).
     pub fn cache_path(&self, table: &str) -> PathBuf {
         cache::cache_path(&self.ctx.cache_dir, table)
-    }
-
-    fn file_of(&self, table: &str) -> Result<&Path> {
-        self.tables
-            .iter()
-            .find(|(name, _)| name == table)
-            .map(|(_, path)| path.as_path())
-            .ok_or_else(|| unknown_table(&self.ctx, table, self.tables.iter().map(|(n, _)| n)))
     }
 
     async fn in_place_table(&self, path: &Path) -> Result<Arc<dyn TableProvider>> {
@@ -336,15 +315,15 @@ impl Connector for CsvConnector {
     }
 
     fn location(&self) -> String {
-        files_location(self.tables.iter().map(|(_, p)| p.as_path()))
+        self.tables.location()
     }
 
     async fn discover(&self) -> Result<Vec<String>> {
-        Ok(self.tables.iter().map(|(name, _)| name.clone()).collect())
+        Ok(self.tables.names())
     }
 
     async fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>> {
-        let path = self.file_of(name)?.to_path_buf();
+        let path = self.tables.file_of(&self.ctx, name)?.to_path_buf();
         if self.settings.encoding.is_materialised() {
             self.materialised_table(name, &path).await
         } else {
@@ -353,7 +332,7 @@ impl Connector for CsvConnector {
     }
 
     async fn health(&self) -> Health {
-        files_health(&self.ctx, self.tables.iter().map(|(_, p)| p.as_path()))
+        self.tables.health(&self.ctx)
     }
 
     fn is_materialised(&self) -> bool {
@@ -369,7 +348,7 @@ impl Connector for CsvConnector {
         // Every table is staged first; only when all are complete and accepted does any
         // replace its cache.
         let mut staged = Vec::with_capacity(self.tables.len());
-        for (table, path) in &self.tables {
+        for (table, path) in self.tables.iter() {
             staged.push((table.clone(), self.build_cache(table, path).await?));
         }
         report.tables = cache::commit_all(staged).map_err(|e| self.ctx.error(e))?;
@@ -741,7 +720,16 @@ impl LineTracker {
     fn field_start(&mut self, c: u8) -> ScanState {
         if c == b'"' {
             ScanState::InQuoted
-        } else if c == self.delimiter {
+        } else {
+            self.unquoted(c)
+        }
+    }
+
+    /// The state after a byte outside quotes that is not a quote: a delimiter starts the
+    /// next field, a line break ends the record, anything else is field content.
+    #[inline]
+    fn unquoted(&mut self, c: u8) -> ScanState {
+        if c == self.delimiter {
             ScanState::StartField
         } else if c == b'\n' || c == b'\r' {
             self.completed += 1;
@@ -786,16 +774,7 @@ impl LineTracker {
                     }
                 }
                 ScanState::StartField => self.field_start(c),
-                ScanState::InField => {
-                    if c == d {
-                        ScanState::StartField
-                    } else if c == b'\n' || c == b'\r' {
-                        self.completed += 1;
-                        ScanState::StartRecord
-                    } else {
-                        ScanState::InField
-                    }
-                }
+                ScanState::InField => self.unquoted(c),
                 ScanState::InQuoted => {
                     if c == b'"' {
                         ScanState::QuoteInQuoted
@@ -803,16 +782,12 @@ impl LineTracker {
                         ScanState::InQuoted
                     }
                 }
+                // A doubled quote is a quote inside the field; any other byte closes it.
                 ScanState::QuoteInQuoted => {
                     if c == b'"' {
                         ScanState::InQuoted
-                    } else if c == d {
-                        ScanState::StartField
-                    } else if c == b'\n' || c == b'\r' {
-                        self.completed += 1;
-                        ScanState::StartRecord
                     } else {
-                        ScanState::InField
+                        self.unquoted(c)
                     }
                 }
             };

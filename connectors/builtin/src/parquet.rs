@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use ::parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
@@ -17,13 +17,13 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::listing::ListingOptions;
-use gridhub_connector::{Connector, ConnectorContext, ConnectorFactory, Health, Result};
+use gridhub_connector::{Connector, ConnectorContext, Health, Result};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::common::{
-    blocking, check_readable_file, file_tables, files_health, files_location, parquet_format,
-    single_file_listing_table, unknown_table,
+    FileTables, blocking, check_readable_file, connector_factory, file_tables, parquet_format,
+    single_file_listing_table,
 };
 
 /// The connector kind name.
@@ -42,25 +42,13 @@ struct ParquetOptions {
     tables: Option<BTreeMap<String, String>>,
 }
 
-/// Builds [`ParquetConnector`]s.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ParquetFactory;
-
-impl ConnectorFactory for ParquetFactory {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn build(&self, ctx: ConnectorContext) -> Result<Arc<dyn Connector>> {
-        Ok(Arc::new(ParquetConnector::new(ctx)?))
-    }
-}
+connector_factory!(ParquetFactory, ParquetConnector);
 
 /// A Parquet source: one table per file, read in place.
 #[derive(Debug)]
 pub struct ParquetConnector {
     ctx: ConnectorContext,
-    tables: Vec<(String, PathBuf)>,
+    tables: FileTables,
 }
 
 impl ParquetConnector {
@@ -87,20 +75,15 @@ impl Connector for ParquetConnector {
     }
 
     fn location(&self) -> String {
-        files_location(self.tables.iter().map(|(_, p)| p.as_path()))
+        self.tables.location()
     }
 
     async fn discover(&self) -> Result<Vec<String>> {
-        Ok(self.tables.iter().map(|(name, _)| name.clone()).collect())
+        Ok(self.tables.names())
     }
 
     async fn table(&self, name: &str) -> Result<Arc<dyn TableProvider>> {
-        let path = self
-            .tables
-            .iter()
-            .find(|(t, _)| t == name)
-            .map(|(_, p)| p.clone())
-            .ok_or_else(|| unknown_table(&self.ctx, name, self.tables.iter().map(|(n, _)| n)))?;
+        let path = self.tables.file_of(&self.ctx, name)?.to_path_buf();
         let ctx = self.ctx.clone();
         let owned = path.clone();
         let schema = blocking(&self.ctx, move || {
@@ -117,11 +100,11 @@ impl Connector for ParquetConnector {
     }
 
     async fn health(&self) -> Health {
-        let health = files_health(&self.ctx, self.tables.iter().map(|(_, p)| p.as_path()));
+        let health = self.tables.health(&self.ctx);
         if !health.is_ok() {
             return health;
         }
-        for (_, path) in &self.tables {
+        for (_, path) in self.tables.iter() {
             if let Err(e) = file_schema(path) {
                 return Health::Unavailable(self.ctx.io_error(path, e).to_string());
             }

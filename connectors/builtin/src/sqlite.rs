@@ -31,14 +31,14 @@ use datafusion_table_providers::sql::db_connection_pool::{DbConnectionPool, Join
 use datafusion_table_providers::sqlite::DynSqliteConnectionPool;
 use datafusion_table_providers::sqlite::sql_table::SQLiteTable;
 use futures::TryStreamExt;
-use gridhub_connector::{Connector, ConnectorContext, ConnectorFactory, Health, Result};
+use gridhub_connector::{Connector, ConnectorContext, Health, Result};
 use rusqlite::OpenFlags;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::common::{
-    absolute_path, blocking, check_readable_file, invalid_options, percent_encode_path,
-    unknown_table,
+    absolute_path, blocking, check_readable_file, connector_factory, invalid_options,
+    percent_encode_path, unknown_table,
 };
 
 /// The connector kind name.
@@ -59,19 +59,7 @@ struct SqliteOptions {
     path: String,
 }
 
-/// Builds [`SqliteConnector`]s.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SqliteFactory;
-
-impl ConnectorFactory for SqliteFactory {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn build(&self, ctx: ConnectorContext) -> Result<Arc<dyn Connector>> {
-        Ok(Arc::new(SqliteConnector::new(ctx)?))
-    }
-}
+connector_factory!(SqliteFactory, SqliteConnector);
 
 /// A SQLite database, read in place.
 pub struct SqliteConnector {

@@ -39,13 +39,15 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use gridhub_connector::{
-    Connector, ConnectorContext, ConnectorFactory, Health, ROW_NUMBER_COLUMN, RefreshReport, Result,
+    Connector, ConnectorContext, Health, ROW_NUMBER_COLUMN, RefreshReport, Result,
 };
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::cache::{self, BuildError, CacheWriter, StagedFile};
-use crate::common::{blocking, check_readable_file, column_names, invalid_options, unknown_table};
+use crate::common::{
+    blocking, check_readable_file, column_names, connector_factory, invalid_options, unknown_table,
+};
 
 /// The connector kind name.
 pub const KIND: &str = "xlsx";
@@ -72,19 +74,7 @@ fn default_header_row() -> u32 {
     1
 }
 
-/// Builds [`XlsxConnector`]s.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct XlsxFactory;
-
-impl ConnectorFactory for XlsxFactory {
-    fn kind(&self) -> &'static str {
-        KIND
-    }
-
-    fn build(&self, ctx: ConnectorContext) -> Result<Arc<dyn Connector>> {
-        Ok(Arc::new(XlsxConnector::new(ctx)?))
-    }
-}
+connector_factory!(XlsxFactory, XlsxConnector);
 
 /// A workbook source: one table per sheet, materialised into the Parquet cache.
 #[derive(Debug)]

@@ -2,7 +2,9 @@
 //! tampering done with a raw SQLite connection is reported at the right record, and search
 //! answers what an independent filter over the appended records says.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
@@ -13,6 +15,8 @@ use gridhub_audit::{
 use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
+
+use common::attacker;
 
 const KEY: &[u8] = b"test audit key, kept outside the state dir";
 
@@ -86,18 +90,6 @@ fn fixture(n: usize) -> Fixture {
         log,
         records,
     }
-}
-
-/// A raw connection, as an attacker with write access to the file would use, with the
-/// append-only triggers dropped.
-fn attacker(path: &Path) -> Connection {
-    let conn = Connection::open(path).unwrap();
-    conn.execute_batch(
-        "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;
-         DROP TRIGGER audit_person_no_update; DROP TRIGGER audit_person_no_delete;",
-    )
-    .unwrap();
-    conn
 }
 
 fn found(report: &VerifyReport) -> Vec<(TamperKind, u64)> {

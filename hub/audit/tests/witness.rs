@@ -3,6 +3,8 @@
 //! anchor put back, and a removed log. The attacks compute MACs from the formulas of the
 //! crate docs, independently of the crate.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use chrono::{Duration, TimeZone, Utc};
@@ -10,9 +12,11 @@ use gridhub_audit::{
     AuditError, AuditLog, AuditOptions, AuditRecord, Outcome, RecordKind, TamperKind, VerifyReport,
 };
 use hmac::{Hmac, Mac};
-use rusqlite::{Connection, params};
+use rusqlite::params;
 use sha2::Sha256;
 use tempfile::TempDir;
+
+use common::attacker;
 
 const KEY: &[u8] = b"witness test key, outside the state dir";
 
@@ -93,17 +97,6 @@ fn mac(parts: &[&[u8]]) -> String {
         m.update(p);
     }
     hex::encode(m.finalize().into_bytes())
-}
-
-/// A raw connection with the append-only triggers dropped.
-fn attacker(db: &Path) -> Connection {
-    let conn = Connection::open(db).unwrap();
-    conn.execute_batch(
-        "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;
-         DROP TRIGGER audit_person_no_update; DROP TRIGGER audit_person_no_delete;",
-    )
-    .unwrap();
-    conn
 }
 
 /// Writes the head anchor for (`seq`, `hash`) as the crate docs define it.

@@ -136,6 +136,19 @@ impl Backend {
         Self::in_process(Arc::new(hub), acting, purpose).await
     }
 
+    /// [`Backend::open`] of the loaded hub for a question asked `--as principal` (the
+    /// operator without it); `what` is what `--as` means to the command.
+    pub async fn open_asking(
+        config: &std::path::Path,
+        remote: &RemoteArg,
+        principal: Option<&str>,
+        what: &'static str,
+        purpose: Option<&str>,
+    ) -> Result<Self> {
+        let acting = Acting::Asks { principal, what };
+        Self::open(config, remote, acting, purpose, Open::Loaded).await
+    }
+
     /// The client of `hub` in this process, acting as `acting` says.
     pub async fn in_process(
         hub: Arc<GovernedHub>,

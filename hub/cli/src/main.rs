@@ -226,15 +226,12 @@ async fn run(cli: Cli) -> Result<()> {
             remote,
             sql,
         } => {
-            let backend = Backend::open(
+            let backend = Backend::open_asking(
                 &config.path(),
                 &remote,
-                Acting::Asks {
-                    principal: principal.as_deref(),
-                    what: "runs the query",
-                },
+                principal.as_deref(),
+                "runs the query",
                 purpose.as_deref(),
-                Open::Loaded,
             )
             .await?;
             let batches = backend.query(&sql).await?;
@@ -271,17 +268,9 @@ async fn run(cli: Cli) -> Result<()> {
             principal,
             remote,
         } => {
-            let backend = Backend::open(
-                &config.path(),
-                &remote,
-                Acting::Asks {
-                    principal: principal.as_deref(),
-                    what: "asks",
-                },
-                None,
-                Open::Loaded,
-            )
-            .await?;
+            let backend =
+                Backend::open_asking(&config.path(), &remote, principal.as_deref(), "asks", None)
+                    .await?;
             catalog::show(&backend, format, columns, rejects).await
         }
         Command::Serve {

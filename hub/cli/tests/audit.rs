@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::{gridhub, serve};
+use common::{audit_search_csv, gridhub, serve};
 
 fn text(o: &Output) -> String {
     format!(
@@ -180,19 +180,7 @@ fn removed_log_is_an_alarm_until_acknowledged_and_the_witness_remembers() {
     assert!(out.status.success(), "{}", text(&out));
     let out = gridhub(&["audit", "verify", "--by", "wu.audit"], cwd);
     assert!(out.status.success(), "{}", text(&out));
-    let out = gridhub(
-        &[
-            "audit",
-            "-f",
-            "csv",
-            "search",
-            "--by",
-            "wu.audit",
-            "--principal",
-            "qian.security",
-        ],
-        cwd,
-    );
+    let out = audit_search_csv("wu.audit", "qian.security", cwd);
     assert!(
         text(&out).contains("acknowledge the loss of the audit log: disk replaced"),
         "{}",

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::gridhub;
+use common::{audit_search_csv, gridhub};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -298,19 +298,7 @@ fn serve_and_remote_cli_agree_with_local() {
     );
 
     let wu = issue("wu.audit");
-    let local = gridhub(
-        &[
-            "audit",
-            "-f",
-            "csv",
-            "search",
-            "--by",
-            "wu.audit",
-            "--principal",
-            "zhao.street",
-        ],
-        cwd,
-    );
+    let local = audit_search_csv("wu.audit", "zhao.street", cwd);
     let remote = gridhub(
         &[
             "audit",

@@ -81,6 +81,23 @@ pub struct SourceState {
     pub status: SourceStatus,
 }
 
+impl SourceState {
+    /// What the catalog store records of this source as it is now, last loaded at
+    /// `last_load`.
+    pub fn record(&self, last_load: Option<i64>) -> SourceRecord {
+        SourceRecord {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            label: self.label.clone(),
+            location: self.connector.location(),
+            health: self.status.to_string(),
+            materialised: self.connector.is_materialised(),
+            last_refresh: self.connector.last_refresh().map(micros),
+            last_load,
+        }
+    }
+}
+
 /// How one source did in [`Hub::refresh`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RefreshOutcome {
@@ -773,16 +790,8 @@ impl Hub {
             if current {
                 self.store.replace_source_tables(&s.name, &tables)?;
             }
-            self.store.upsert_source(&SourceRecord {
-                name: s.name.clone(),
-                kind: s.kind.clone(),
-                label: s.label.clone(),
-                location: s.connector.location(),
-                health: s.status.to_string(),
-                materialised: s.connector.is_materialised(),
-                last_refresh: s.connector.last_refresh().map(micros),
-                last_load: s.status.is_ok().then_some(loaded_at),
-            })?;
+            self.store
+                .upsert_source(&s.record(s.status.is_ok().then_some(loaded_at)))?;
         }
         self.store.retain_sources(
             &self

@@ -22,7 +22,9 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use gridhub_catalog::model::timestamp_type;
-use gridhub_catalog::{CatalogStore, LineageRecord, LoadStat, SourceTableRecord, shared_tables};
+use gridhub_catalog::{
+    CatalogStore, LineageRecord, LoadStat, SourceRecord, SourceTableRecord, shared_tables,
+};
 
 use crate::error::{EngineError, Result};
 use crate::fault::FaultMap;
@@ -158,16 +160,8 @@ impl SystemTable {
 /// store recorded of its last load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceRow {
-    pub name: String,
-    pub kind: String,
-    pub label: Option<String>,
-    pub location: String,
-    /// `ok` or `broken: …` with what is served.
-    pub health: String,
-    pub materialised: bool,
-    /// Microseconds since the epoch (UTC).
-    pub last_refresh: Option<i64>,
-    pub last_load: Option<i64>,
+    /// The source as the hub sees it now, with the last load the store recorded.
+    pub record: SourceRecord,
     /// `ok` or `broken`.
     pub state: String,
     pub reason: Option<String>,
@@ -229,22 +223,12 @@ impl SystemCatalog {
             .iter()
             .map(|s| {
                 let fault = s.status.fault();
+                let last_load = recorded
+                    .iter()
+                    .find(|r| r.name == s.name)
+                    .and_then(|r| r.last_load);
                 SourceRow {
-                    name: s.name.clone(),
-                    kind: s.kind.clone(),
-                    label: s.label.clone(),
-                    location: s.connector.location(),
-                    health: s.status.to_string(),
-                    materialised: s.connector.is_materialised(),
-                    last_refresh: s
-                        .connector
-                        .last_refresh()
-                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                        .map(|d| d.as_micros() as i64),
-                    last_load: recorded
-                        .iter()
-                        .find(|r| r.name == s.name)
-                        .and_then(|r| r.last_load),
+                    record: s.record(last_load),
                     state: s.status.state().to_string(),
                     reason: fault.map(|f| f.reason.clone()),
                     drift: fault.and_then(|f| f.drift_text()),
@@ -325,14 +309,14 @@ impl SystemCatalog {
             SystemTable::Sources => {
                 let r = self.sources()?;
                 vec![
-                    utf8(r.iter().map(|s| Some(s.name.as_str()))),
-                    utf8(r.iter().map(|s| Some(s.kind.as_str()))),
-                    utf8(r.iter().map(|s| s.label.as_deref())),
-                    utf8(r.iter().map(|s| Some(s.location.as_str()))),
-                    utf8(r.iter().map(|s| Some(s.health.as_str()))),
-                    boolean(r.iter().map(|s| s.materialised)),
-                    timestamps(r.iter().map(|s| s.last_refresh)),
-                    timestamps(r.iter().map(|s| s.last_load)),
+                    utf8(r.iter().map(|s| Some(s.record.name.as_str()))),
+                    utf8(r.iter().map(|s| Some(s.record.kind.as_str()))),
+                    utf8(r.iter().map(|s| s.record.label.as_deref())),
+                    utf8(r.iter().map(|s| Some(s.record.location.as_str()))),
+                    utf8(r.iter().map(|s| Some(s.record.health.as_str()))),
+                    boolean(r.iter().map(|s| s.record.materialised)),
+                    timestamps(r.iter().map(|s| s.record.last_refresh)),
+                    timestamps(r.iter().map(|s| s.record.last_load)),
                     utf8(r.iter().map(|s| Some(s.state.as_str()))),
                     utf8(r.iter().map(|s| s.reason.as_deref())),
                     utf8(r.iter().map(|s| s.drift.as_deref())),

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Date32Array, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, Date32Array, StringArray, StringBuilder};
 use arrow::datatypes::{DataType, Date32Type};
 use chrono::{Datelike, NaiveDate};
 use datafusion::common::{Result as DfResult, exec_err};
@@ -141,24 +141,14 @@ impl ScalarUDFImpl for TextMask {
         Ok(DataType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return exec_err!("{} takes one argument", self.name());
-        };
-        let array = arg.to_array(args.number_rows)?;
+        let array = only_argument(&args, self.name())?;
         let input = array.as_string::<i32>();
         let mask = match self.kind {
             TextMaskKind::IdNumber => mask_id_number,
             TextMaskKind::Name => mask_name,
             TextMaskKind::Phone => mask_phone,
         };
-        let mut out = StringBuilder::with_capacity(input.len(), input.value_data().len());
-        for v in input.iter() {
-            match v {
-                Some(v) => out.append_value(mask(v)),
-                None => out.append_null(),
-            }
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        Ok(map_text(input, input.value_data().len(), |v| Some(mask(v))))
     }
 }
 
@@ -178,10 +168,7 @@ impl ScalarUDFImpl for BirthDateMask {
         Ok(DataType::Date32)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return exec_err!("gh_mask_birth_date takes one argument");
-        };
-        let array = arg.to_array(args.number_rows)?;
+        let array = only_argument(&args, self.name())?;
         let input = array.as_primitive::<Date32Type>();
         let out: Date32Array = input.unary_opt(|days| {
             let date = Date32Type::to_naive_date_opt(days)?;
@@ -237,20 +224,37 @@ impl ScalarUDFImpl for PlaceMask {
         Ok(DataType::Utf8)
     }
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
-        let [arg] = args.args.as_slice() else {
-            return exec_err!("gh_mask_place takes one argument");
-        };
-        let array = arg.to_array(args.number_rows)?;
+        let array = only_argument(&args, self.name())?;
         let input = array.as_string::<i32>();
-        let mut out = StringBuilder::with_capacity(input.len(), input.len() * 12);
-        for v in input.iter() {
-            match v.and_then(|code| mask_place(code, &self.communities)) {
-                Some(name) => out.append_value(name),
-                None => out.append_null(),
-            }
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
+        Ok(map_text(input, input.len() * 12, |code| {
+            mask_place(code, &self.communities)
+        }))
     }
+}
+
+/// The one argument of a single-argument mask function `name`, as an array.
+fn only_argument(args: &ScalarFunctionArgs, name: &str) -> DfResult<ArrayRef> {
+    let [arg] = args.args.as_slice() else {
+        return exec_err!("{name} takes one argument");
+    };
+    arg.to_array(args.number_rows)
+}
+
+/// `mask` over a text column: null where the value is null or `mask` answers `None`;
+/// `data_capacity` is the bytes reserved for the masked text.
+fn map_text<S: AsRef<str>>(
+    input: &StringArray,
+    data_capacity: usize,
+    mask: impl Fn(&str) -> Option<S>,
+) -> ColumnarValue {
+    let mut out = StringBuilder::with_capacity(input.len(), data_capacity);
+    for v in input.iter() {
+        match v.and_then(&mask) {
+            Some(masked) => out.append_value(masked),
+            None => out.append_null(),
+        }
+    }
+    ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef)
 }
 
 #[cfg(test)]

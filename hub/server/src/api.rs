@@ -113,14 +113,15 @@ pub async fn catalog(
     let loads = system.loads()?;
     // Ordered by name, as `gridhub catalog` lists them.
     let mut sources = system.sources()?;
-    sources.sort_by(|a, b| a.name.cmp(&b.name));
+    sources.sort_by(|a, b| a.record.name.cmp(&b.record.name));
     let mut tables = system.tables()?;
     tables.sort_by(|a, b| a.name.cmp(&b.name));
     let mut columns = system.columns();
     columns.sort_by(|a, b| (&a.table, a.position).cmp(&(&b.table, b.position)));
     let sources = sources
         .into_iter()
-        .map(|s| {
+        .map(|row| {
+            let s = row.record;
             let counts = scope.source(&s.name);
             if counts && caller.is_some() {
                 counted.push(format!("source {}", s.name));

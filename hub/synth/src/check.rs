@@ -299,33 +299,19 @@ fn rows_and_truth_agree_with_the_real_normalisers_and_an_independent_merge() {
         };
         let floor: i32 = get(h, "floor").unwrap().parse().unwrap();
         if floor >= 4 && get(b, "has_elevator") == Some("false") {
-            elderly.push((
-                get(p, "id_number").unwrap().to_string(),
-                get(p, "name").unwrap().to_string(),
-                get(p, "area_code").map(String::from),
-                get(b, "address").unwrap().to_string(),
+            elderly.push(crate::ElderlyTruth {
+                id_number: get(p, "id_number").unwrap().to_string(),
+                name: get(p, "name").unwrap().to_string(),
+                grid: get(p, "area_code").map(String::from),
+                address: get(b, "address").unwrap().to_string(),
                 floor,
-                get(b, "property_company").map(String::from),
-            ));
+                property_company: get(b, "property_company").map(String::from),
+            });
         }
     }
     elderly.sort();
-    let expected: Vec<_> = truth
-        .elderly_walkup
-        .iter()
-        .map(|e| {
-            (
-                e.id_number.clone(),
-                e.name.clone(),
-                e.grid.clone(),
-                e.address.clone(),
-                e.floor,
-                e.property_company.clone(),
-            )
-        })
-        .collect();
-    assert!(!expected.is_empty());
-    assert_eq!(elderly, expected);
+    assert!(!truth.elderly_walkup.is_empty());
+    assert_eq!(elderly, truth.elderly_walkup);
 
     // Showcase 2.
     let health = &merged["health_record"];

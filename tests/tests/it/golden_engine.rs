@@ -12,7 +12,7 @@ use chrono::{Duration, Utc};
 use gridhub_catalog::shared_tables;
 use gridhub_engine::{EngineError, GovernedHub};
 use gridhub_synth::DEMO_PRINCIPALS;
-use gridhub_tests::{TestCity, community_names, masks, rows};
+use gridhub_tests::{TestCity, column_names, community_names, masks, rows};
 
 const SCALE: usize = 1_000;
 
@@ -70,20 +70,7 @@ fn masked(
 
 async fn answer(hub: &GovernedHub, sql: &str) -> (Vec<String>, Vec<Vec<Option<String>>>) {
     let batches = hub.hub().query(sql).await.unwrap();
-    (names_of(&batches), rows(&batches))
-}
-
-fn names_of(batches: &[datafusion::arrow::array::RecordBatch]) -> Vec<String> {
-    batches
-        .first()
-        .map(|b| {
-            b.schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect()
-        })
-        .unwrap_or_default()
+    (column_names(&batches), rows(&batches))
 }
 
 #[tokio::test]
@@ -169,7 +156,7 @@ async fn golden_decisions_hold_in_the_engines_answers() {
                         problems.push(format!("{what}: answered, golden says closed"));
                         continue;
                     }
-                    let names = names_of(&got.batches);
+                    let names = column_names(&got.batches);
                     let got = by_column(&names, &rows(&got.batches));
                     if expected.is_empty() || expected.values().all(Vec::is_empty) {
                         // No rows in this jurisdiction: nothing to compare but the count.

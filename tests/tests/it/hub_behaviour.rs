@@ -209,18 +209,7 @@ async fn a_broken_source_is_named_and_the_rest_keeps_working() {
 
     // Read live, the table it feeds goes without its rows, and the catalog says so.
     query(&hub, "SELECT count(*) FROM live.building").await;
-    let degraded = query(
-        &hub,
-        "SELECT degraded FROM system.tables WHERE name = 'building'",
-    )
-    .await;
-    assert!(
-        degraded[0][0]
-            .as_deref()
-            .unwrap_or("")
-            .contains("property_b"),
-        "the catalog names the source: {degraded:?}"
-    );
+    assert_degraded_by(&hub, "building", "property_b").await;
     // The snapshot of the last load still answers, and the catalog says where it is from.
     let buildings = scalar_i64(&hub, "SELECT count(*) FROM building").await;
     assert_eq!(buildings as u64, city.truth.shared_rows["building"]);
@@ -242,20 +231,22 @@ async fn a_source_down_before_any_load_is_left_out_of_its_shared_tables_by_name(
     let hub = Hub::open_path(&city.config()).await.unwrap();
     // No snapshot, no cache: building answers from its other sources, marked degraded.
     query(&hub, "SELECT count(*) FROM building").await;
+    assert_degraded_by(&hub, "building", "property_b").await;
+    let events = scalar_i64(&hub, "SELECT count(*) FROM event").await;
+    assert_eq!(events as u64, city.truth.shared_rows["event"]);
+}
+
+/// Asserts that the catalog marks shared `table` degraded, naming the broken `source`.
+async fn assert_degraded_by(hub: &impl AsHub, table: &str, source: &str) {
     let degraded = query(
-        &hub,
-        "SELECT degraded FROM system.tables WHERE name = 'building'",
+        hub,
+        &format!("SELECT degraded FROM system.tables WHERE name = '{table}'"),
     )
     .await;
     assert!(
-        degraded[0][0]
-            .as_deref()
-            .unwrap_or("")
-            .contains("property_b"),
+        degraded[0][0].as_deref().unwrap_or("").contains(source),
         "the catalog names the source: {degraded:?}"
     );
-    let events = scalar_i64(&hub, "SELECT count(*) FROM event").await;
-    assert_eq!(events as u64, city.truth.shared_rows["event"]);
 }
 
 /// Where the shared tables fed by a source are served from, distinct.

@@ -13,7 +13,9 @@ use gridhub_audit::{AuditFilter, Outcome, RecordKind};
 use gridhub_engine::{EngineError, GovernedHub, QueryLimits};
 use gridhub_proto::v1 as pb;
 use gridhub_server::client::{Remote, RemoteOptions, to_status};
-use gridhub_tests::{TestCity, audit_records, rows, scalar_i64, serve, token};
+use gridhub_tests::{
+    TestCity, any_message_contains, audit_records, flight_stream, rows, scalar_i64, serve, token,
+};
 use tonic::Code;
 
 const SCALE: usize = 2_000;
@@ -281,11 +283,7 @@ async fn deep_and_large_queries() {
     // Refusals are audited, not lost with a crashed process.
     let refused = audit_records(&hub, "zhao.street", Some(Outcome::Error));
     assert!(
-        refused.iter().any(|r| r
-            .record
-            .message
-            .as_deref()
-            .is_some_and(|m| m.contains("query too large"))),
+        any_message_contains(&refused, "query too large"),
         "refusals of deep queries are audited"
     );
     server.shutdown().await.unwrap();
@@ -329,17 +327,7 @@ async fn answers_are_counted_in_the_query_memory_limit() {
     };
     let expected = count("SELECT count(*) FROM health_record").await
         * count("SELECT count(*) FROM person").await;
-    let mut fc = zhao.flight_sql();
-    let info = fc
-        .execute(sql.into(), None)
-        .await
-        .map_err(to_status)
-        .unwrap();
-    let mut stream = fc
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .map_err(to_status)
-        .unwrap();
+    let mut stream = flight_stream(&zhao, sql).await;
     let (mut streamed, mut bytes) = (0u64, 0usize);
     while let Some(b) = stream.try_next().await.map_err(to_status).unwrap() {
         streamed += b.num_rows() as u64;

@@ -17,7 +17,9 @@ use gridhub_engine::GovernedHub;
 use gridhub_proto::v1 as pb;
 use gridhub_server::client::{Remote, RemoteOptions, to_status};
 use gridhub_synth::{ELDERLY_WALKUP_SQL, HEALTH_LATEST_SQL};
-use gridhub_tests::{TestCity, rows, serve, sorted, token};
+use gridhub_tests::{
+    TestCity, any_message_contains, audit_records, flight_stream, rows, serve, sorted, token,
+};
 use tonic::Code;
 
 const SCALE: usize = 2_000;
@@ -33,8 +35,21 @@ async fn remote(addr: std::net::SocketAddr, token: Option<&str>, purpose: Option
     .expect("connect")
 }
 
+/// A client over TLS to `url` that proves itself with `who`'s certificate from `certs`
+/// (the dev CA's files).
+async fn certificate_remote(url: &str, certs: &Path, who: &str) -> Result<Remote, String> {
+    Remote::connect(&RemoteOptions {
+        url: url.to_string(),
+        ca_cert: Some(certs.join("ca.crt")),
+        client_cert: Some(certs.join(format!("{who}.crt"))),
+        client_key: Some(certs.join(format!("{who}.key"))),
+        ..Default::default()
+    })
+    .await
+}
+
 fn audit_count(hub: &GovernedHub, principal: &str, outcome: Option<Outcome>) -> usize {
-    gridhub_tests::audit_records(hub, principal, outcome).len()
+    audit_records(hub, principal, outcome).len()
 }
 
 async fn loaded_hub(city: &TestCity) -> Arc<GovernedHub> {
@@ -449,15 +464,7 @@ async fn limits_fail_cleanly_and_the_hub_keeps_serving() {
         "{}",
         status.message()
     );
-    let errors = hub
-        .governance()
-        .audit()
-        .search(&AuditFilter {
-            principal: Some("wang.city".into()),
-            outcome: Some(Outcome::Error),
-            ..Default::default()
-        })
-        .unwrap();
+    let errors = audit_records(&hub, "wang.city", Some(Outcome::Error));
     assert!(
         errors.iter().any(|r| r.record.text == heavy),
         "the failure is audited"
@@ -495,20 +502,11 @@ async fn limits_fail_cleanly_and_the_hub_keeps_serving() {
     );
 
     // Concurrency: hold one streaming query of wang.city open, the next is refused.
-    let mut fc = wang.flight_sql();
-    let info = fc
-        .execute(
-            "SELECT a.person_id FROM person a CROSS JOIN person b".into(),
-            None,
-        )
-        .await
-        .map_err(to_status)
-        .unwrap();
-    let mut held = fc
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .map_err(to_status)
-        .unwrap();
+    let mut held = flight_stream(
+        &wang,
+        "SELECT a.person_id FROM person a CROSS JOIN person b",
+    )
+    .await;
     let first = held.try_next().await;
     assert!(first.is_ok(), "{first:?}");
     let status = wang
@@ -535,21 +533,9 @@ async fn limits_fail_cleanly_and_the_hub_keeps_serving() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(served, "the slot was not freed after the client went away");
-    let cancelled = hub
-        .governance()
-        .audit()
-        .search(&AuditFilter {
-            principal: Some("wang.city".into()),
-            outcome: Some(Outcome::Error),
-            ..Default::default()
-        })
-        .unwrap();
+    let cancelled = audit_records(&hub, "wang.city", Some(Outcome::Error));
     assert!(
-        cancelled.iter().any(|r| r
-            .record
-            .message
-            .as_deref()
-            .is_some_and(|m| m.contains("cancelled"))),
+        any_message_contains(&cancelled, "cancelled"),
         "a dropped stream is audited as cancelled"
     );
     server.shutdown().await.unwrap();
@@ -608,15 +594,9 @@ async fn tls_and_client_certificates() {
         local
     );
 
-    let with_cert = Remote::connect(&RemoteOptions {
-        url: url.clone(),
-        ca_cert: Some(certs.path().join("ca.crt")),
-        client_cert: Some(certs.path().join("zhao.street.crt")),
-        client_key: Some(certs.path().join("zhao.street.key")),
-        ..Default::default()
-    })
-    .await
-    .expect("mTLS connect");
+    let with_cert = certificate_remote(&url, certs.path(), "zhao.street")
+        .await
+        .expect("mTLS connect");
     assert_eq!(
         rows(&with_cert.query(sql).await.expect("certificate alone")),
         local
@@ -631,15 +611,9 @@ async fn tls_and_client_certificates() {
 
     let audited = hub.governance().audit().len().unwrap();
     // A certificate for someone the hub does not know.
-    let stranger = Remote::connect(&RemoteOptions {
-        url: url.clone(),
-        ca_cert: Some(certs.path().join("ca.crt")),
-        client_cert: Some(certs.path().join("nobody.here.crt")),
-        client_key: Some(certs.path().join("nobody.here.key")),
-        ..Default::default()
-    })
-    .await
-    .expect("a valid certificate connects");
+    let stranger = certificate_remote(&url, certs.path(), "nobody.here")
+        .await
+        .expect("a valid certificate connects");
     let status = stranger.query(sql).await.expect_err("unknown principal");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 

@@ -1,10 +1,11 @@
 //! The `xlsx` connector: workbooks written with rust_xlsxwriter.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::DataType;
-use gridhub_connector::{ConnectorError, Health};
+use gridhub_connector::{Connector, ConnectorError, Health};
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
 
 use crate::support::{Env, field_names, field_types, query, rows};
@@ -78,12 +79,19 @@ fn write_workbook(path: &Path) {
     workbook.save(path).unwrap();
 }
 
+/// A fresh directory holding [`write_workbook`]'s workbook as `file`, and the xlsx source
+/// `name` built over it with `options`.
+fn workbook_source(file: &str, name: &str, options: &str) -> (Env, Arc<dyn Connector>) {
+    let env = Env::new();
+    write_workbook(&env.path(file));
+    let source = env.build("xlsx", name, options);
+    (env, source)
+}
+
 #[tokio::test]
 async fn workbook_reads_back_as_specified() {
-    let env = Env::new();
-    write_workbook(&env.path("户籍.xlsx"));
-    let source = env.build(
-        "xlsx",
+    let (env, source) = workbook_source(
+        "户籍.xlsx",
         "hukou",
         "name = 'hukou'\ntype = 'xlsx'\npath = '户籍.xlsx'",
     );
@@ -144,10 +152,8 @@ async fn workbook_reads_back_as_specified() {
 
 #[tokio::test]
 async fn header_row_and_tables_option() {
-    let env = Env::new();
-    write_workbook(&env.path("book.xlsx"));
-    let source = env.build(
-        "xlsx",
+    let (env, source) = workbook_source(
+        "book.xlsx",
         "s",
         "path = 'book.xlsx'\nheader_row = 2\ntables = { stats = '统计' }",
     );
@@ -165,10 +171,8 @@ async fn header_row_and_tables_option() {
 
 #[tokio::test]
 async fn missing_sheet_and_missing_workbook() {
-    let env = Env::new();
-    write_workbook(&env.path("book.xlsx"));
-    let source = env.build(
-        "xlsx",
+    let (env, source) = workbook_source(
+        "book.xlsx",
         "wb",
         "path = 'book.xlsx'\ntables = { x = '不存在' }",
     );

@@ -16,6 +16,24 @@ pub fn gridhub(args: &[&str], cwd: &Path) -> Output {
         .expect("run gridhub")
 }
 
+/// `gridhub audit -f csv search` as the auditor `by`, for the records of `principal`.
+#[allow(dead_code)] // Not every test binary searches the audit log.
+pub fn audit_search_csv(by: &str, principal: &str, cwd: &Path) -> Output {
+    gridhub(
+        &[
+            "audit",
+            "-f",
+            "csv",
+            "search",
+            "--by",
+            by,
+            "--principal",
+            principal,
+        ],
+        cwd,
+    )
+}
+
 /// A `gridhub serve` child and the lines it has logged; killed if the test ends before it
 /// stops it.
 pub struct Server(pub std::process::Child, Arc<Mutex<Vec<String>>>);

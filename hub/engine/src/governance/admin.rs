@@ -19,7 +19,7 @@ use gridhub_audit::{
 use gridhub_catalog::CatalogStore;
 use gridhub_policy::{
     Emergency, NewProposal, Policy, PolicyChange, PolicyError, PolicyStore, PolicyVersion,
-    Principal, Proposal, ProposalState, TableDecision, Widening, summarize, widenings,
+    Principal, Proposal, TableDecision, Widening, summarize, widenings,
 };
 
 use super::GovernedHub;
@@ -219,21 +219,7 @@ impl GovernedHub {
         let actor = gov.principal(by)?.clone();
         gov.require(&actor, "manage_policy")?;
         let label = format!("approve policy proposal {id}");
-        let p = gov
-            .store()
-            .proposal(id)?
-            .ok_or(PolicyError::UnknownProposal(id))?;
-        if p.state != ProposalState::Pending {
-            return Err(PolicyError::Proposal(format!(
-                "proposal {id} is {} already{}",
-                p.state,
-                p.decided_by
-                    .as_ref()
-                    .map(|b| format!(" (by {b})"))
-                    .unwrap_or_default()
-            ))
-            .into());
-        }
+        let p = gov.store().pending_proposal(id)?;
         let deny = |message: String| -> Result<(Proposal, PolicyVersion)> {
             gov.audit_change(
                 &actor,
