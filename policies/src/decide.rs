@@ -475,7 +475,10 @@ impl Policy {
 
     /// How many enforcers are held now (built ahead or on first use).
     pub fn enforcer_count(&self) -> usize {
-        self.enforcers.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.enforcers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// The decision for one table, cached by (principal id, purpose, ids of the active

@@ -52,8 +52,7 @@ async fn a_first_decision_builds_no_enforcer_once_they_are_built_ahead() {
             assert_eq!(
                 a, b,
                 "{} on {}: built ahead and on first use differ",
-                p.id,
-                t.name
+                p.id, t.name
             );
         }
     }

@@ -99,9 +99,7 @@ pub async fn run(what: BenchCommand) -> Result<()> {
             city,
             runs,
             python_dir,
-        } => {
-            crate::bench_latency::latency(city.scale, &city.dir, runs.max(1), &python_dir).await
-        }
+        } => crate::bench_latency::latency(city.scale, &city.dir, runs.max(1), &python_dir).await,
     }
 }
 

@@ -154,12 +154,7 @@ impl GovernedHub {
                     ids.into_sorted()
                 },
             ),
-            Err(e) => (
-                e.outcome(),
-                Some(e.to_string()),
-                None,
-                (Vec::new(), false),
-            ),
+            Err(e) => (e.outcome(), Some(e.to_string()), None, (Vec::new(), false)),
         };
         let operator = operator_principal(os_user);
         // The operator reads through no policy view: no decisions, the tables it scanned.
