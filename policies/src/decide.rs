@@ -10,7 +10,7 @@
 //! tag's decision), one or two more per tag when an emergency lies inside the jurisdiction.
 //! The finished [`TableDecision`] is cached; the engine never enforces per row.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -139,9 +139,6 @@ const CACHE_CAPACITY: usize = 100_000;
 /// Enforcers (one per jurisdiction and action) are dropped, all at once, when this many are
 /// held.
 const ENFORCER_CAPACITY: usize = 8_192;
-
-/// The actions a table decision enforces.
-const DECISION_ACTIONS: &[&str] = &["read_rows", "read_all_rows", "read_clear", "read_masked"];
 
 /// What a decision is cached by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -473,14 +470,6 @@ impl Policy {
         self.enforce_calls.load(Ordering::Relaxed)
     }
 
-    /// How many enforcers are held now (built ahead or on first use).
-    pub fn enforcer_count(&self) -> usize {
-        self.enforcers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
-    }
-
     /// The decision for one table, cached by (principal id, purpose, ids of the active
     /// emergencies relevant to the principal's jurisdiction, table). `now` decides which
     /// emergencies are active.
@@ -621,53 +610,6 @@ impl Policy {
         // Building from a parsed model and an in-memory adapter does no I/O: blocking on it
         // is as cheap as the work itself, and keeps decisions synchronous.
         futures::executor::block_on(build_enforcer(self.model.clone(), principals, lines))
-    }
-
-    /// Build, on every core, the enforcers a table decision uses — every configured
-    /// principal's jurisdiction, for each read action the policy has lines for (up to
-    /// [`ENFORCER_CAPACITY`]) — so that a principal's first query under this policy only
-    /// enforces: building them is most of a cold decision. Call it before the policy becomes
-    /// active. Hub actions and pulls still build theirs on first use. Returns how many were
-    /// built.
-    pub fn build_enforcers(&self) -> std::result::Result<usize, String> {
-        let areas: BTreeSet<&str> = self.principals.values().map(|p| p.area.as_str()).collect();
-        let actions: BTreeSet<&str> = self
-            .lines
-            .iter()
-            .map(|l| l.action.as_str())
-            .filter(|a| DECISION_ACTIONS.contains(a))
-            .collect();
-        let keys: BTreeSet<(String, String)> = areas
-            .iter()
-            .flat_map(|a| actions.iter().map(|act| self.enforcer_key(a, act)))
-            .take(ENFORCER_CAPACITY)
-            .collect();
-        let keys: Vec<_> = keys.into_iter().collect();
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = keys.len().div_ceil(threads).max(1);
-        let built: Vec<_> = std::thread::scope(|scope| {
-            let workers: Vec<_> = keys
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|k| Ok((k.clone(), Arc::new(self.build_enforcer_for(k)?))))
-                            .collect::<std::result::Result<Vec<_>, String>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().unwrap_or_else(|p| Err(panic_message(&*p))))
-                .collect::<std::result::Result<Vec<_>, String>>()
-        })?;
-        let mut enforcers = self.enforcers.lock().unwrap_or_else(|e| e.into_inner());
-        let mut n = 0;
-        for (key, enforcer) in built.into_iter().flatten() {
-            enforcers.insert(key, enforcer);
-            n += 1;
-        }
-        Ok(n)
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, Arc<TableDecision>>> {

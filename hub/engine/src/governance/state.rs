@@ -16,21 +16,6 @@ use crate::error::{EngineError, Result};
 /// The clock decisions are taken at (tests set their own).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
-/// A compiled policy made ready to become active: the enforcers of every configured
-/// jurisdiction built first (off the async runtime), so that no principal's first query
-/// after a policy change pays for them. The policy being replaced serves meanwhile.
-async fn ready(policy: Policy) -> Arc<Policy> {
-    let policy = Arc::new(policy);
-    let building = policy.clone();
-    match tokio::task::spawn_blocking(move || building.build_enforcers()).await {
-        Ok(Ok(n)) => tracing::debug!(enforcers = n, "policy enforcers built"),
-        // Decisions then build them on first use, as they would have.
-        Ok(Err(e)) => tracing::warn!("policy enforcers not built ahead: {e}"),
-        Err(e) => tracing::warn!("policy enforcers not built ahead: {e}"),
-    }
-    policy
-}
-
 /// The policy, its store, the principals and the audit log of a hub.
 pub struct Governance {
     store: PolicyStore,
@@ -84,7 +69,7 @@ impl Governance {
                 "default policy (policies/policy.csv)",
                 Utc::now(),
             )?;
-            *governance.active.write().expect("policy lock") = Ok((v.version, ready(policy).await));
+            *governance.active.write().expect("policy lock") = Ok((v.version, Arc::new(policy)));
         }
         governance.reload().await?;
         Ok(governance)
@@ -119,7 +104,7 @@ impl Governance {
         {
             let text = v.text.clone().unwrap_or_default();
             let compiled = match self.compile(&text).await {
-                Ok(p) => Ok((v.version, ready(p).await)),
+                Ok(p) => Ok((v.version, Arc::new(p))),
                 Err(e) => Err(format!(
                     "the active policy version {} does not fit this hub's config: {e}",
                     v.version
