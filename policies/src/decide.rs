@@ -576,29 +576,14 @@ impl Policy {
     /// principals holding the jurisdiction; built on first use, kept until
     /// [`ENFORCER_CAPACITY`] are held (then the map starts over).
     fn enforcer_for(&self, area: &str, action: &str) -> std::result::Result<Arc<Enforcer>, String> {
-        let key = self.enforcer_key(area, action);
+        let key = (
+            if self.area_scoped { area } else { "" }.to_owned(),
+            if self.action_scoped { action } else { "" }.to_owned(),
+        );
         let mut enforcers = self.enforcers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(hit) = enforcers.get(&key) {
             return Ok(Arc::clone(hit));
         }
-        let built = Arc::new(self.build_enforcer_for(&key)?);
-        if enforcers.len() >= ENFORCER_CAPACITY {
-            enforcers.clear();
-        }
-        enforcers.insert(key, Arc::clone(&built));
-        Ok(built)
-    }
-
-    /// What an enforcer is kept by: (jurisdiction, action), each `""` where the policy is not
-    /// scoped by it.
-    fn enforcer_key(&self, area: &str, action: &str) -> (String, String) {
-        (
-            if self.area_scoped { area } else { "" }.to_owned(),
-            if self.action_scoped { action } else { "" }.to_owned(),
-        )
-    }
-
-    fn build_enforcer_for(&self, key: &(String, String)) -> std::result::Result<Enforcer, String> {
         let principals = self
             .principals
             .values()
@@ -609,7 +594,14 @@ impl Policy {
         });
         // Building from a parsed model and an in-memory adapter does no I/O: blocking on it
         // is as cheap as the work itself, and keeps decisions synchronous.
-        futures::executor::block_on(build_enforcer(self.model.clone(), principals, lines))
+        let built =
+            futures::executor::block_on(build_enforcer(self.model.clone(), principals, lines))?;
+        if enforcers.len() >= ENFORCER_CAPACITY {
+            enforcers.clear();
+        }
+        let built = Arc::new(built);
+        enforcers.insert(key, Arc::clone(&built));
+        Ok(built)
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, Arc<TableDecision>>> {

@@ -109,9 +109,10 @@ pub async fn planned<T: Send + 'static>(
     }
 }
 
-/// Run `work` to completion on a thread of its own with [`PLANNER_STACK_BYTES`] of stack (a
-/// planner thread for the duration: planning inside runs inline), blocking the caller
-/// meanwhile: for work that borrows from the caller, such as a collected query.
+/// Run `work` to completion on a thread of its own with a planner thread's stack (a planner
+/// thread for the duration: parsing and planning inside run inline, so it needs
+/// [`PARSE_STACK_BYTES`]), blocking the caller meanwhile: for work that borrows from the
+/// caller, such as a collected query.
 pub fn on_planner_stack<T: Send>(work: impl std::future::Future<Output = T> + Send) -> T {
     std::thread::scope(|scope| {
         std::thread::Builder::new()
