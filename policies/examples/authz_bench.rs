@@ -140,7 +140,7 @@ async fn main() {
         format!("{all_calls:.1}"),
     );
     row(
-        "  per enforce call (10,000-line scan)",
+        "  per enforce call (enforcer builds included)",
         per_enforce,
         "-".into(),
     );

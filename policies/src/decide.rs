@@ -1,14 +1,15 @@
-//! The compiled policy: Casbin enforcers, one per jurisdiction and action, and per-table
-//! decisions cached by (principal, purpose, relevant emergencies, table).
+//! The compiled policy: Casbin enforcers, one per jurisdiction, roles and action, and
+//! per-table decisions cached by (roles, jurisdiction, purpose, relevant emergencies, table).
 //!
-//! Casbin-rs scans every policy line for every enforce call (about 30 ms at 10,000 lines), so
-//! each (jurisdiction, action) gets its own enforcer holding only the lines whose area pattern
-//! matches the jurisdiction and whose action is that action (the model requires
-//! `keyMatch(r.area, p.area)` and `r.act == p.act`, so no other line can ever match), built
-//! on first use. A table decision then makes as few calls as it can: one or two for the rows, then one or two
-//! per distinct tag of the table's columns (columns no line names individually share their
-//! tag's decision), one or two more per tag when an emergency lies inside the jurisdiction.
-//! The finished [`TableDecision`] is cached; the engine never enforces per row.
+//! Casbin-rs evaluates its matcher once per policy line for every enforce call (about 30 ms
+//! at 10,000 lines), so each (jurisdiction, roles, action) gets its own enforcer holding only
+//! the lines whose area pattern matches the jurisdiction, whose role is one of the roles and
+//! whose action is that action (the model requires `keyMatch(r.area, p.area)`,
+//! `g(r.sub, p.role)` and `r.act == p.act`, so no other line can ever match), built on first
+//! use. A table decision then makes as few calls as it can: one or two for the rows, then one
+//! or two per distinct tag of the table's columns (columns no line names individually share
+//! their tag's decision), one or two more per tag when an emergency lies inside the
+//! jurisdiction. The finished [`TableDecision`] is cached; the engine never enforces per row.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -140,10 +141,16 @@ const CACHE_CAPACITY: usize = 100_000;
 /// held.
 const ENFORCER_CAPACITY: usize = 8_192;
 
+/// Which lines an enforcer holds: (jurisdiction, action, the principal's roles sorted).
+type EnforcerKey = (String, String, Vec<String>);
+
 /// What a decision is cached by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct DecisionKey {
-    principal: String,
+    /// The principal's roles, sorted: a decision depends on who asks only through their
+    /// roles and jurisdiction, so principals sharing both share decisions.
+    roles: Vec<String>,
+    area: String,
     purpose: Option<String>,
     /// Ids of the active emergencies relevant to the principal's jurisdiction, sorted.
     emergencies: Vec<i64>,
@@ -191,6 +198,15 @@ pub struct Policy {
     by_rule: HashMap<Vec<String>, usize>,
     /// `<table>.<column>` objects some line names: these columns get their own decision.
     named_columns: HashSet<String>,
+    /// Indices into `lines` of the allow lines by (action, object), in policy order: what a
+    /// hint looks through (not every line of the policy).
+    allow_lines: HashMap<(String, String), Vec<usize>>,
+    /// Indices into `lines` by area pattern as written (`*`, `420106*`, `420106001003`), in
+    /// policy order: an enforcer's lines are found by the jurisdiction's prefixes, not by
+    /// testing every line.
+    lines_by_area: HashMap<String, Vec<usize>>,
+    /// Principal ids by jurisdiction.
+    principals_by_area: HashMap<String, Vec<String>>,
     principals: HashMap<String, Principal>,
     /// The parsed model, without lines: each enforcer starts from a copy.
     model: DefaultModel,
@@ -200,9 +216,12 @@ pub struct Policy {
     /// Whether the matcher requires `r.act == p.act`: then an enforcer need only hold the
     /// lines of one action, and each enforce call scans only those.
     action_scoped: bool,
-    /// Enforcers by (jurisdiction, action), each `""` when the policy is not scoped by it;
-    /// built on first use.
-    enforcers: Mutex<HashMap<(String, String), Arc<Enforcer>>>,
+    /// Whether the matcher requires `g(r.sub, p.role)` (and principals are the only members
+    /// of roles): then an enforcer need only hold the lines of the principal's roles.
+    role_scoped: bool,
+    /// Enforcers by (jurisdiction, action, roles), each empty when the policy is not scoped
+    /// by it; built on first use.
+    enforcers: Mutex<HashMap<EnforcerKey, Arc<Enforcer>>>,
     cache: Mutex<HashMap<DecisionKey, Arc<TableDecision>>>,
     enforce_calls: AtomicU64,
 }
@@ -291,6 +310,13 @@ fn requires_action_match(model: &DefaultModel) -> bool {
             "p.act==r.act",
         ],
     )
+}
+
+/// Whether the model's matcher has `g(r.sub, p.role)` as one of its top-level `&&` terms, so
+/// that a line of a role the principal does not hold never applies to it (the `g` links are
+/// principal → role only: no role is a member of another).
+fn requires_role_match(model: &DefaultModel) -> bool {
+    has_top_level_term(model, &["g(r_sub,p_role)", "g(r.sub,p.role)"])
 }
 
 /// Whether one of the matcher's top-level `&&` terms (white space removed) is one of `any`;
@@ -388,6 +414,7 @@ impl Policy {
 
         let area_scoped = requires_area_match(&parsed);
         let action_scoped = requires_action_match(&parsed);
+        let role_scoped = requires_role_match(&parsed);
         let template = parsed.clone();
         // The probe enforcer holds every line and principal: what it cannot build or enforce,
         // no per-jurisdiction enforcer could.
@@ -419,11 +446,32 @@ impl Policy {
             .filter(|l| l.object.contains('.') && !l.object.starts_with("source:"))
             .map(|l| l.object.clone())
             .collect();
+        let mut allow_lines: HashMap<(String, String), Vec<usize>> = HashMap::new();
+        for (i, line) in lines.iter().enumerate().filter(|(_, l)| l.allow) {
+            allow_lines
+                .entry((line.action.clone(), line.object.clone()))
+                .or_default()
+                .push(i);
+        }
+        let mut lines_by_area: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, line) in lines.iter().enumerate() {
+            lines_by_area.entry(line.area.clone()).or_default().push(i);
+        }
+        let mut principals_by_area: HashMap<String, Vec<String>> = HashMap::new();
+        for p in principals {
+            principals_by_area
+                .entry(p.area.clone())
+                .or_default()
+                .push(p.id.clone());
+        }
         Ok(Policy {
             text: policy.to_owned(),
             lines,
             by_rule,
             named_columns,
+            allow_lines,
+            lines_by_area,
+            principals_by_area,
             principals: principals
                 .iter()
                 .map(|p| (p.id.clone(), p.clone()))
@@ -431,6 +479,7 @@ impl Policy {
             model: template,
             area_scoped,
             action_scoped,
+            role_scoped,
             enforcers: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
             enforce_calls: AtomicU64::new(0),
@@ -459,6 +508,12 @@ impl Policy {
         self.action_scoped
     }
 
+    /// Whether each enforcer holds the lines of the principal's roles only (the model
+    /// requires `g(r.sub, p.role)`).
+    pub fn is_role_scoped(&self) -> bool {
+        self.role_scoped
+    }
+
     /// The number of policy lines (blank lines and comments not counted).
     pub fn line_count(&self) -> usize {
         self.lines.len()
@@ -470,8 +525,8 @@ impl Policy {
         self.enforce_calls.load(Ordering::Relaxed)
     }
 
-    /// The decision for one table, cached by (principal id, purpose, ids of the active
-    /// emergencies relevant to the principal's jurisdiction, table). `now` decides which
+    /// The decision for one table, cached by (the principal's roles and jurisdiction, purpose,
+    /// ids of the active emergencies relevant to the jurisdiction, table). `now` decides which
     /// emergencies are active.
     ///
     /// A principal that differs from the one the policy was compiled with (unknown id, other
@@ -496,8 +551,12 @@ impl Policy {
         let mut ids: Vec<i64> = relevant.iter().map(|(e, _)| e.id).collect();
         ids.sort_unstable();
         ids.dedup();
+        let mut roles = principal.roles.clone();
+        roles.sort();
+        roles.dedup();
         let key = DecisionKey {
-            principal: principal.id.clone(),
+            roles,
+            area: principal.area.clone(),
             purpose: purpose.map(str::to_owned),
             emergencies: ids,
             table: table.clone(),
@@ -571,26 +630,65 @@ impl Policy {
         self.check(&who, "pull", &req, false).allowed
     }
 
-    /// The enforcer for one jurisdiction and action: the policy lines whose area pattern
-    /// matches the jurisdiction and whose action is `action`, and the role links of the
-    /// principals holding the jurisdiction; built on first use, kept until
-    /// [`ENFORCER_CAPACITY`] are held (then the map starts over).
-    fn enforcer_for(&self, area: &str, action: &str) -> std::result::Result<Arc<Enforcer>, String> {
-        let key = (
-            if self.area_scoped { area } else { "" }.to_owned(),
+    /// The enforcer for one principal's jurisdiction, roles and one action: the policy lines
+    /// whose area pattern matches the jurisdiction, whose role is one of the principal's and
+    /// whose action is `action`, and the role links of the principals with that jurisdiction
+    /// and those roles; built on first use, kept until [`ENFORCER_CAPACITY`] are held (then
+    /// the map starts over).
+    fn enforcer_for(
+        &self,
+        principal: &Principal,
+        action: &str,
+    ) -> std::result::Result<Arc<Enforcer>, String> {
+        let mut roles = if self.role_scoped {
+            principal.roles.clone()
+        } else {
+            Vec::new()
+        };
+        roles.sort();
+        roles.dedup();
+        let key: EnforcerKey = (
+            if self.area_scoped {
+                &principal.area
+            } else {
+                ""
+            }
+            .to_owned(),
             if self.action_scoped { action } else { "" }.to_owned(),
+            roles,
         );
         let mut enforcers = self.enforcers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(hit) = enforcers.get(&key) {
             return Ok(Arc::clone(hit));
         }
-        let principals = self
-            .principals
-            .values()
-            .filter(|p| !self.area_scoped || p.area == key.0);
-        let lines = self.lines.iter().filter(|l| {
+        let same_roles = |p: &Principal| {
+            let mut theirs = p.roles.clone();
+            theirs.sort();
+            theirs.dedup();
+            theirs == key.2
+        };
+        let principals: Vec<&Principal> = if self.area_scoped {
+            self.principals_by_area
+                .get(&key.0)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.principals.get(id))
+                .collect()
+        } else {
+            self.principals.values().collect()
+        };
+        let principals = principals
+            .into_iter()
+            .filter(|p| !self.role_scoped || same_roles(p));
+        let candidates: Vec<usize> = if self.area_scoped {
+            self.area_line_indices(&key.0)
+        } else {
+            (0..self.lines.len()).collect()
+        };
+        let lines = candidates.iter().map(|&i| &self.lines[i]).filter(|l| {
             (!self.area_scoped || l.area_matches(&key.0))
                 && (!self.action_scoped || l.action == key.1)
+                && (!self.role_scoped || key.2.contains(&l.role))
         });
         // Building from a parsed model and an in-memory adapter does no I/O: blocking on it
         // is as cheap as the work itself, and keeps decisions synchronous.
@@ -602,6 +700,27 @@ impl Policy {
         let built = Arc::new(built);
         enforcers.insert(key, Arc::clone(&built));
         Ok(built)
+    }
+
+    /// Indices of the lines whose area pattern can match the jurisdiction `area` — `*`, a
+    /// prefix of it followed by `*`, or itself — in policy order.
+    fn area_line_indices(&self, area: &str) -> Vec<usize> {
+        let mut patterns = vec![area.to_owned()];
+        patterns.extend(
+            area.char_indices()
+                .map(|(i, _)| &area[..i])
+                .chain(std::iter::once(area))
+                .map(|prefix| format!("{prefix}*")),
+        );
+        let mut indices: Vec<usize> = patterns
+            .iter()
+            .filter_map(|p| self.lines_by_area.get(p))
+            .flatten()
+            .copied()
+            .collect();
+        indices.sort_unstable();
+        indices.dedup();
+        indices
     }
 
     fn lock_cache(&self) -> std::sync::MutexGuard<'_, HashMap<DecisionKey, Arc<TableDecision>>> {
@@ -788,7 +907,7 @@ impl Policy {
         ]
         .map(String::from)
         .into();
-        let enforcer = match self.enforcer_for(&p.area, action) {
+        let enforcer = match self.enforcer_for(p, action) {
             Ok(enforcer) => enforcer,
             Err(e) => {
                 return Verdict {
@@ -889,11 +1008,19 @@ impl Policy {
         // The principal's own roles first: what it could do itself comes before who else can.
         let (mut own_alternatives, mut others) = (Vec::new(), Vec::new());
         let mut overridden = false;
-        let objects = ["*", req.tbl, req.col, req.tag];
-        for line in &self.lines {
-            if !line.allow || line.action != action || !objects.contains(&line.object.as_str()) {
-                continue;
-            }
+        let mut candidates: Vec<usize> = ["*", req.tbl, req.col, req.tag]
+            .iter()
+            .filter_map(|object| {
+                self.allow_lines
+                    .get(&(action.to_owned(), (*object).to_owned()))
+            })
+            .flatten()
+            .copied()
+            .collect();
+        // In policy order, each once (the column object may be empty, like no line's).
+        candidates.sort_unstable();
+        candidates.dedup();
+        for line in candidates.iter().map(|&i| &self.lines[i]) {
             let own = who.principal.roles.contains(&line.role);
             if own && !line.area_matches(&who.principal.area) {
                 continue;

@@ -407,10 +407,11 @@ fn policy_is_shared_across_threads_and_compiles_in_spawned_tasks() {
     )));
 }
 
-/// Per-(jurisdiction, action) enforcers (the default model requires `keyMatch(r.area,
-/// p.area)` and `r.act == p.act`, so each holds only its jurisdiction's lines of one action)
-/// decide exactly as one enforcer holding every line: the same model with both terms hidden
-/// in parentheses is not recognised as scoped.
+/// Per-(jurisdiction, action, roles) enforcers (the default model requires `keyMatch(r.area,
+/// p.area)`, `r.act == p.act` and `g(r.sub, p.role)`, so each holds only its jurisdiction's
+/// lines of one action and the principal's roles) decide exactly as one enforcer holding
+/// every line: the same model with the three terms hidden in parentheses is not recognised
+/// as scoped.
 #[tokio::test]
 async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
     let unscoped_model = DEFAULT_MODEL.replace(
@@ -426,6 +427,15 @@ async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
     assert!(
         unscoped_model.contains("r.act == \"-\""),
         "the model's action term moved"
+    );
+    // Nor per role.
+    let unscoped_model = unscoped_model.replace(
+        "&& g(r.sub, p.role)",
+        "&& (g(r.sub, p.role) || r.sub == \"-\")",
+    );
+    assert!(
+        unscoped_model.contains("r.sub == \"-\""),
+        "the model's role term moved"
     );
     let (text, _) = with_lines(&[
         "p, community_worker, 420106001003*, tag:location, read_masked, *, -, allow",
@@ -448,6 +458,13 @@ async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
             area: area.to_owned(),
         });
     }
+    // Two roles in one jurisdiction: its enforcers hold both roles' lines.
+    people.push(Principal {
+        id: "other_two_roles".into(),
+        name: None,
+        roles: vec!["volunteer".into(), "community_worker".into()],
+        area: "420106001003".into(),
+    });
     let known = Known::shared();
     let scoped = Policy::compile(DEFAULT_MODEL, &text, &people, &known)
         .await
@@ -456,8 +473,10 @@ async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
         .await
         .unwrap();
     let emergencies = [emergency(1, "420106001003", 2)];
-    assert!(scoped.is_area_scoped() && scoped.is_action_scoped());
-    assert!(!unscoped.is_area_scoped() && !unscoped.is_action_scoped());
+    assert!(scoped.is_area_scoped() && scoped.is_action_scoped() && scoped.is_role_scoped());
+    assert!(
+        !unscoped.is_area_scoped() && !unscoped.is_action_scoped() && !unscoped.is_role_scoped()
+    );
     let mut compared = 0;
     for who in &people {
         for t in gridhub_catalog::shared_tables() {
@@ -487,4 +506,37 @@ async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
     };
     assert_eq!(phone("p_street_officer"), Access::Clear);
     assert_ne!(phone("other_street_officer"), Access::Clear);
+}
+
+/// A decision depends on who asks only through their roles and jurisdiction: a second
+/// principal with the same ones gets the first one's decision without enforcing; one in
+/// another jurisdiction does not.
+#[tokio::test]
+async fn principals_with_the_same_roles_and_jurisdiction_share_decisions() {
+    let mut people = principals();
+    let first = principal("community_worker");
+    let colleague = Principal {
+        id: "colleague".into(),
+        ..first.clone()
+    };
+    let elsewhere = Principal {
+        id: "elsewhere".into(),
+        area: "420106002001".into(),
+        ..first.clone()
+    };
+    people.extend([colleague.clone(), elsewhere.clone()]);
+    let policy = Policy::compile(DEFAULT_MODEL, DEFAULT_POLICY, &people, &Known::shared())
+        .await
+        .unwrap();
+    let person = table("person");
+    let a = policy.decide(&first, None, &[], now(), &person);
+    let calls = policy.enforce_calls();
+    assert!(calls > 0);
+    let b = policy.decide(&colleague, None, &[], now(), &person);
+    assert_eq!(policy.enforce_calls(), calls);
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+    let c = policy.decide(&elsewhere, None, &[], now(), &person);
+    assert!(policy.enforce_calls() > calls);
+    assert_eq!(c.rows, RowAccess::Jurisdiction("420106002001".into()));
+    assert_eq!(a.rows, RowAccess::Jurisdiction(first.area.clone()));
 }

@@ -51,9 +51,11 @@
 //! The chain alone cannot show that the newest records were removed, so each append also
 //! writes the **head anchor** `<path>.head`: `{"seq": …, "hash": …, "mac": …}`, the last
 //! record's number and hash, MACed as `HMAC-SHA256(key, "gridhub-audit-anchor\0" || seq as 8
-//! bytes big-endian || hash)`. It is written to a temporary file, fsynced, renamed over the
-//! old anchor, and the directory fsynced. The anchor is written after the commit, so it may
-//! lag the database by the records whose append was interrupted; it is never ahead.
+//! bytes big-endian || hash)`, padded to 256 bytes. The first is written to a temporary
+//! file, fsynced, renamed into place and the directory fsynced; each later one overwrites it
+//! in place (the same 256 bytes, within one disk sector) and is fdatasynced. The anchor is
+//! written after the commit, so it may lag the database by the records whose append was
+//! interrupted; it is never ahead.
 //!
 //! [`AuditLog::append`] fails closed: it refuses to extend a log whose newest record does
 //! not authenticate with the key (a changed key, or a forged tail), or whose anchor is

@@ -321,10 +321,9 @@ impl AuditLog {
     /// anchor shows records were removed or rewritten, nothing is appended
     /// ([`AuditError::Refused`]) — a chain must not be continued from a forged or cut tail.
     ///
-    /// Cost: one SQLite commit (an fsync of the WAL) plus the anchor's fsync, rename and
-    /// directory fsync, so appends run at the disk's fsync rate, not the CPU's: about 7 ms
-    /// each (136 records/s) on the development VM's ext4 disk, as printed by the ignored
-    /// test `append_throughput`.
+    /// Cost: one SQLite commit (an fsync of the WAL) plus the anchor overwritten in place and
+    /// fdatasynced, so appends run at the disk's sync rate, not the CPU's; the ignored test
+    /// `append_throughput` prints the rate.
     pub fn append(&self, record: &AuditRecord) -> Result<u64> {
         self.append_inner(record, false)
     }

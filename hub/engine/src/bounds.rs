@@ -41,17 +41,24 @@ type PlannerJob = Box<dyn FnOnce() + Send + 'static>;
 /// The hub's planner threads: long-lived, one per core (at least two), each with a stack of
 /// [`PARSE_STACK_BYTES`] (which covers [`PLANNER_STACK_BYTES`]) and a tokio runtime of its
 /// own, taking jobs from one queue. Starting a thread and a runtime per query cost more than
-/// planning a small query does.
-fn planner_queue() -> &'static std::sync::mpsc::Sender<PlannerJob> {
-    static QUEUE: std::sync::OnceLock<std::sync::mpsc::Sender<PlannerJob>> =
-        std::sync::OnceLock::new();
-    QUEUE.get_or_init(|| {
+/// planning a small query does. When every planner thread is busy (a slow plan), a job gets
+/// a thread of its own instead of queueing behind it.
+struct Planners {
+    queue: std::sync::Mutex<std::sync::mpsc::Sender<PlannerJob>>,
+    /// Planner threads waiting for a job.
+    idle: std::sync::atomic::AtomicUsize,
+}
+
+fn planners() -> &'static Planners {
+    static PLANNERS: std::sync::OnceLock<Planners> = std::sync::OnceLock::new();
+    PLANNERS.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<PlannerJob>();
         let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+        let mut started = 0;
         for i in 0..threads {
             let rx = rx.clone();
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("gridhub-planner-{i}"))
                 .stack_size(PARSE_STACK_BYTES.max(PLANNER_STACK_BYTES))
                 .spawn(move || {
@@ -59,15 +66,22 @@ fn planner_queue() -> &'static std::sync::mpsc::Sender<PlannerJob> {
                     loop {
                         // The lock is held only while waiting for the next job.
                         let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        match job {
-                            Ok(job) => job(),
-                            Err(_) => break,
-                        }
+                        let Ok(job) = job else { break };
+                        planners()
+                            .idle
+                            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                        job();
+                        planners()
+                            .idle
+                            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                     }
-                })
-                .expect("start the planner threads");
+                });
+            started += usize::from(spawned.is_ok());
         }
-        tx
+        Planners {
+            queue: std::sync::Mutex::new(tx),
+            idle: std::sync::atomic::AtomicUsize::new(started),
+        }
     })
 }
 
@@ -85,10 +99,10 @@ thread_local! {
 /// of its own): planning is CPU work, and this way its depth does not depend on the stack of
 /// whichever thread asked (tokio's workers have 2 MiB). The caller's thread is not blocked.
 /// On a planner thread already (a collected query), `work` runs inline. A panic in `work` is
-/// resumed in the caller.
+/// resumed in the caller; a planner thread that cannot be had is an internal error.
 pub async fn planned<T: Send + 'static>(
-    work: impl std::future::Future<Output = T> + Send + 'static,
-) -> T {
+    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
     if PLANNING.with(|p| p.get()) {
         return work.await;
     }
@@ -99,34 +113,79 @@ pub async fn planned<T: Send + 'static>(
         }));
         let _ = tx.send(result);
     });
-    if planner_queue().send(job).is_err() {
-        panic!("the planner threads have stopped");
+    let unavailable = |why: String| EngineError::Internal {
+        message: format!("no planner thread: {why}"),
+    };
+    let pool = planners();
+    let job = if pool.idle.load(std::sync::atomic::Ordering::Acquire) > 0 {
+        let queue = pool.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.send(job).err().map(|e| e.0)
+    } else {
+        Some(job)
+    };
+    if let Some(job) = job {
+        // Every planner thread is busy (or they have stopped): a thread for this job alone.
+        std::thread::Builder::new()
+            .name("gridhub-planner-extra".into())
+            .stack_size(PARSE_STACK_BYTES.max(PLANNER_STACK_BYTES))
+            .spawn(move || {
+                PLANNING.with(|p| p.set(true));
+                job()
+            })
+            .map_err(|e| unavailable(e.to_string()))?;
     }
     match rx.await {
         Ok(Ok(answer)) => answer,
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("a planner thread stopped without an answer"),
+        Err(_) => Err(unavailable(
+            "a planner thread stopped without an answer".into(),
+        )),
     }
+}
+
+/// The runtime collected queries execute on: one worker per core with a planner thread's
+/// stack, shared by the process. A query's own future runs on the thread that asked
+/// ([`on_planner_stack`]); the tasks its plan spawns (one per partition) run here, in
+/// parallel, as they would on the server's runtime.
+fn collect_runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<std::result::Result<tokio::runtime::Runtime, String>> =
+        std::sync::OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+                .thread_name("gridhub-collect")
+                .thread_stack_size(PLANNER_STACK_BYTES)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Internal {
+            message: format!("no runtime for collected queries: {e}"),
+        })
 }
 
 /// Run `work` to completion on a thread of its own with a planner thread's stack (a planner
 /// thread for the duration: parsing and planning inside run inline, so it needs
 /// [`PARSE_STACK_BYTES`]), blocking the caller meanwhile: for work that borrows from the
-/// caller, such as a collected query.
-pub fn on_planner_stack<T: Send>(work: impl std::future::Future<Output = T> + Send) -> T {
+/// caller, such as a collected query. What its plan spawns runs on the collect runtime's
+/// workers, so a collected query uses every core.
+pub fn on_planner_stack<T: Send>(
+    work: impl std::future::Future<Output = Result<T>> + Send,
+) -> Result<T> {
+    let runtime = collect_runtime()?;
     std::thread::scope(|scope| {
         std::thread::Builder::new()
             .name("gridhub-planner".into())
             .stack_size(PARSE_STACK_BYTES.max(PLANNER_STACK_BYTES))
             .spawn_scoped(scope, || {
                 PLANNING.with(|p| p.set(true));
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a current-thread runtime for planning")
-                    .block_on(work)
+                runtime.handle().block_on(work)
             })
-            .expect("start the planner thread")
+            .map_err(|e| EngineError::Internal {
+                message: format!("cannot start a planner thread: {e}"),
+            })?
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })

@@ -28,8 +28,8 @@ pub use error::{EngineError, Result, SqlPosition};
 pub use fault::{Serving, SourceFault, SourceStatus};
 pub use governance::{
     Governance, GovernedAnswer, GovernedHub, GovernedStream, GuardedTable, OPERATOR,
-    OperatorAnswer, PreparedPlan, QueryLimits, VisibleTable, describe_access, operator_principal,
-    os_user,
+    OperatorAnswer, PlanUse, PlannedQuery, PreparedPlan, QueryLimits, VisibleTable,
+    describe_access, operator_principal, os_user,
 };
 pub use gridhub_policy::Principal;
 pub use hub::{

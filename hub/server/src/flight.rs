@@ -32,7 +32,7 @@ use arrow_flight::{
 use datafusion::common::{ParamValues, ScalarValue};
 use futures::{Stream, StreamExt, TryStreamExt};
 use gridhub_engine::hub::CATALOG;
-use gridhub_engine::{QueryLimits, VisibleTable};
+use gridhub_engine::{PlanUse, PlannedQuery, QueryLimits, VisibleTable};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataValue;
@@ -63,14 +63,97 @@ const PREPARED_MAX: usize = 10_000;
 pub struct HubFlightSql {
     state: Arc<ServerState>,
     prepared: Arc<Mutex<HashMap<String, Prepared>>>,
+    kept: Arc<Mutex<KeptPlans>>,
 }
 
-/// A statement ticket: the SQL and the purpose it was planned with. Harmless to forge: it is
-/// run as whoever presents it, under their policy.
+/// A statement ticket: the SQL and the purpose it was planned with, and the handle of the
+/// plan GetFlightInfo kept for it. Harmless to forge: it is run as whoever presents it, under
+/// their policy; a kept plan is used only by the principal it was made for, with the same
+/// SQL and purpose, and only while what it was decided under still holds.
 #[derive(Serialize, Deserialize)]
 struct StatementTicket {
     sql: String,
     purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    plan: Option<String>,
+}
+
+/// A kept plan is dropped this long after GetFlightInfo made it (DoGet follows at once).
+const KEPT_PLAN_TTL: Duration = Duration::from_secs(30);
+/// At most this many kept plans in the hub …
+const KEPT_PLANS_MAX: usize = 1_024;
+/// … and per principal (so one principal's unclaimed plans never push out another's).
+const KEPT_PLANS_PER_PRINCIPAL: usize = 16;
+
+/// Plans GetFlightInfo made and verified, kept for the DoGet of their ticket, so that a
+/// statement is planned once. Bounded; a plan not found (dropped, or another hub process)
+/// is simply made again from the ticket's SQL.
+#[derive(Default)]
+struct KeptPlans {
+    plans: HashMap<String, (Instant, PlannedQuery)>,
+}
+
+impl KeptPlans {
+    /// Keep `plan`; its handle.
+    fn keep(&mut self, plan: PlannedQuery) -> String {
+        self.plans
+            .retain(|_, (made, _)| made.elapsed() < KEPT_PLAN_TTL);
+        let oldest = |plans: &HashMap<String, (Instant, PlannedQuery)>, principal: Option<&str>| {
+            plans
+                .iter()
+                .filter(|(_, (_, p))| principal.is_none_or(|id| p.principal_id() == id))
+                .min_by_key(|(_, (made, _))| *made)
+                .map(|(handle, _)| handle.clone())
+        };
+        let principal = plan.principal_id().to_string();
+        let own = self
+            .plans
+            .values()
+            .filter(|(_, p)| p.principal_id() == principal)
+            .count();
+        if own >= KEPT_PLANS_PER_PRINCIPAL
+            && let Some(handle) = oldest(&self.plans, Some(&principal))
+        {
+            self.plans.remove(&handle);
+        }
+        if self.plans.len() >= KEPT_PLANS_MAX
+            && let Some(handle) = oldest(&self.plans, None)
+        {
+            self.plans.remove(&handle);
+        }
+        let handle = crate::query_id();
+        self.plans.insert(handle.clone(), (Instant::now(), plan));
+        handle
+    }
+
+    /// Take the plan kept under `handle` if it was made for `principal` from `sql` with
+    /// `purpose` and has not expired; another principal's stays where it is.
+    fn take(
+        &mut self,
+        handle: &str,
+        principal: &str,
+        sql: &str,
+        purpose: Option<&str>,
+    ) -> Option<PlannedQuery> {
+        let (made, plan) = self.plans.get(handle)?;
+        if plan.principal_id() != principal {
+            return None;
+        }
+        let usable =
+            made.elapsed() < KEPT_PLAN_TTL && plan.sql() == sql && plan.purpose() == purpose;
+        let (_, plan) = self.plans.remove(handle)?;
+        usable.then_some(plan)
+    }
+}
+
+/// What a DoGet runs: SQL to plan, or a plan GetFlightInfo kept.
+enum Statement {
+    Sql {
+        sql: String,
+        purpose: Option<String>,
+        params: Option<ParamValues>,
+    },
+    Planned(Box<PlannedQuery>),
 }
 
 struct Prepared {
@@ -188,6 +271,7 @@ impl HubFlightSql {
         Self {
             state,
             prepared: Arc::new(Mutex::new(HashMap::new())),
+            kept: Arc::new(Mutex::new(KeptPlans::default())),
         }
     }
 
@@ -223,6 +307,26 @@ impl HubFlightSql {
             .state
             .hub
             .prepare_as(&caller.principal.id, purpose, sql)
+            .await;
+        if let Err(gridhub_engine::EngineError::Denied { .. }) = &planned {
+            self.state.metrics.denied();
+        }
+        planned.map_err(status)
+    }
+
+    /// Plan a statement as the caller (a principal) to the physical plan, verified, for its
+    /// DoGet to run (audits a refusal).
+    async fn plan_statement(
+        &self,
+        caller: &Caller,
+        purpose: Option<&str>,
+        sql: &str,
+    ) -> Result<PlannedQuery, Status> {
+        self.state.check_request_size(sql)?;
+        let planned = self
+            .state
+            .hub
+            .plan_query(&caller.principal.id, purpose, sql, None, &self.limits())
             .await;
         if let Err(gridhub_engine::EngineError::Denied { .. }) = &planned {
             self.state.metrics.denied();
@@ -267,15 +371,20 @@ impl HubFlightSql {
         Ok(Response::new(Box::pin(flight)))
     }
 
-    /// Run a query as the caller and stream its answer, under the server's guards.
+    /// Run a statement as the caller and stream its answer, under the server's guards.
     async fn run(
         &self,
         caller: &Caller,
-        purpose: Option<String>,
-        sql: String,
-        params: Option<ParamValues>,
+        statement: Statement,
     ) -> Result<Response<DoGetStream>, Status> {
+        let purpose = match &statement {
+            Statement::Sql { purpose, .. } => purpose.clone(),
+            Statement::Planned(p) => p.purpose().map(str::to_string),
+        };
         if let Some(os_user) = caller.operator() {
+            let Statement::Sql { sql, params, .. } = statement else {
+                return Err(status(ServerError::BadTicket));
+            };
             return self.run_as_operator(caller, os_user, sql, params).await;
         }
         let state = &self.state;
@@ -292,18 +401,38 @@ impl HubFlightSql {
             .acquire(&caller.principal.id, config.max_queries_per_principal)?;
         let started = Instant::now();
         state.metrics.query_started();
-        let planned = tokio::time::timeout(
-            config.query_timeout,
-            state.hub.stream_as(
-                &caller.principal.id,
-                purpose.as_deref(),
-                &sql,
-                params,
-                &self.limits(),
-            ),
-        )
-        .instrument(span.clone())
-        .await;
+        let limits = self.limits();
+        let streamed = async {
+            match statement {
+                Statement::Sql {
+                    sql,
+                    purpose,
+                    params,
+                } => {
+                    state
+                        .hub
+                        .stream_as(
+                            &caller.principal.id,
+                            purpose.as_deref(),
+                            &sql,
+                            params,
+                            &limits,
+                        )
+                        .await
+                }
+                Statement::Planned(planned) => {
+                    let (stream, used) = state.hub.run_planned(*planned).await?;
+                    state.metrics.statement_plan(match used {
+                        PlanUse::Kept => "kept",
+                        PlanUse::MadeAgain => "made_again",
+                    });
+                    Ok(stream)
+                }
+            }
+        };
+        let planned = tokio::time::timeout(config.query_timeout, streamed)
+            .instrument(span.clone())
+            .await;
         let stream = match planned {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -451,19 +580,28 @@ impl FlightSqlService for HubFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
         self.state.metrics.request("GetFlightInfoStatement");
-        let plan = self
-            .plan(&caller, caller.purpose.as_deref(), &query.query)
-            .await?;
+        let purpose = caller.purpose.as_deref();
+        let (schema, kept) = if caller.operator().is_some() {
+            let plan = self.plan(&caller, purpose, &query.query).await?;
+            (plan.schema, None)
+        } else {
+            // Planned to the physical plan and verified once: its DoGet runs this plan.
+            let planned = self.plan_statement(&caller, purpose, &query.query).await?;
+            let schema = planned.schema();
+            let handle = self.kept.lock().expect("kept plans lock").keep(planned);
+            (schema, Some(handle))
+        };
         let ticket = serde_json::to_vec(&StatementTicket {
             sql: query.query,
             purpose: caller.purpose.clone(),
+            plan: kept,
         })
         .map_err(|e| status(ServerError::encode("a statement ticket", e)))?;
         let ticket = TicketStatementQuery {
             statement_handle: ticket.into(),
         };
         let info = info_for(
-            &plan.schema,
+            &schema,
             ticket.as_any().encode_to_vec(),
             request.into_inner(),
         )?;
@@ -481,7 +619,31 @@ impl FlightSqlService for HubFlightSql {
             .map_err(|_| status(ServerError::BadTicket))?;
         // The call's own purpose header wins over the one the ticket was planned with.
         let purpose = caller.purpose.clone().or(t.purpose);
-        self.run(&caller, purpose, t.sql, None).await
+        let kept = t.plan.as_deref().and_then(|handle| {
+            self.kept.lock().expect("kept plans lock").take(
+                handle,
+                &caller.principal.id,
+                &t.sql,
+                purpose.as_deref(),
+            )
+        });
+        let statement = match kept {
+            Some(planned) => Statement::Planned(Box::new(planned)),
+            None if caller.operator().is_some() => Statement::Sql {
+                sql: t.sql,
+                purpose,
+                params: None,
+            },
+            None => {
+                self.state.metrics.statement_plan("not_kept");
+                Statement::Sql {
+                    sql: t.sql,
+                    purpose,
+                    params: None,
+                }
+            }
+        };
+        self.run(&caller, statement).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -586,7 +748,15 @@ impl FlightSqlService for HubFlightSql {
         self.state.metrics.request("DoGetPreparedStatement");
         let (sql, purpose, params) = self.prepared(&cmd.prepared_statement_handle, &caller)?;
         let purpose = caller.purpose.clone().or(purpose);
-        self.run(&caller, purpose, sql, params).await
+        self.run(
+            &caller,
+            Statement::Sql {
+                sql,
+                purpose,
+                params,
+            },
+        )
+        .await
     }
 
     async fn do_action_close_prepared_statement(

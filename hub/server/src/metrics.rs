@@ -22,6 +22,7 @@ pub struct Metrics {
     denials: Counter,
     auth_failures: Family<Labels, Counter>,
     requests: Family<Labels, Counter>,
+    statement_plans: Family<Labels, Counter>,
     active: Gauge,
 }
 
@@ -42,6 +43,7 @@ impl Metrics {
         let denials = Counter::default();
         let auth_failures = Family::<Labels, Counter>::default();
         let requests = Family::<Labels, Counter>::default();
+        let statement_plans = Family::<Labels, Counter>::default();
         let active = Gauge::default();
         registry.register(
             "queries",
@@ -70,6 +72,12 @@ impl Metrics {
             auth_failures.clone(),
         );
         registry.register("requests", "gRPC calls, by method", requests.clone());
+        registry.register(
+            "statement_plans",
+            "Statements a DoGet ran, by plan: kept (GetFlightInfo's), made_again (what it was \
+             decided under changed), not_kept (none kept for the ticket)",
+            statement_plans.clone(),
+        );
         registry.register("active_queries", "Queries running now", active.clone());
         Self {
             registry: Mutex::new(registry),
@@ -80,6 +88,7 @@ impl Metrics {
             denials,
             auth_failures,
             requests,
+            statement_plans,
             active,
         }
     }
@@ -93,6 +102,13 @@ impl Metrics {
     pub fn auth_failure(&self, reason: &str) {
         self.auth_failures
             .get_or_create(&vec![("reason".into(), reason.into())])
+            .inc();
+    }
+
+    /// A DoGet ran a statement with a plan that was `kept`, `made_again` or `not_kept`.
+    pub fn statement_plan(&self, plan: &str) {
+        self.statement_plans
+            .get_or_create(&vec![("plan".into(), plan.into())])
             .inc();
     }
 

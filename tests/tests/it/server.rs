@@ -745,3 +745,98 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     .await
     .unwrap()
 }
+
+/// The counter `gridhub_statement_plans_total{plan="<plan>"}` (0 before the first).
+async fn statement_plans(server: &gridhub_server::RunningServer, plan: &str) -> f64 {
+    let text = http_get(server.metrics_addr.unwrap(), "/metrics").await;
+    let name = format!("gridhub_statement_plans_total{{plan=\"{plan}\"}}");
+    text.lines()
+        .find(|l| l.starts_with(&name))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+/// GetFlightInfo plans a statement once and its DoGet runs that plan; when what the plan was
+/// decided under changes in between (an emergency declared or ended), the DoGet plans again
+/// and the answer is what holds when it runs. A ticket presented by another principal runs
+/// as that principal and leaves the planner's kept plan alone.
+#[tokio::test]
+async fn a_kept_plan_runs_only_while_its_decisions_hold() {
+    let city = TestCity::generate(SCALE);
+    let hub = loaded_hub(&city).await;
+    let server = serve(hub.clone(), |_| {}).await;
+    let (who, area, purpose) = ("chen.community", "420106009001", "epidemic_response");
+    let chen = remote(server.addr, Some(&token(&hub, who)), Some(purpose)).await;
+    let sql = "SELECT person_id, health_code FROM health_record";
+    let local = || async {
+        let answer = hub.query_as(who, Some(purpose), sql).await.unwrap();
+        sorted(rows(&answer.batches))
+    };
+    let fetch = |remote: &Remote, ticket: arrow_flight::Ticket| {
+        let mut fc = remote.flight_sql();
+        async move {
+            let batches: Vec<RecordBatch> = fc
+                .do_get(ticket)
+                .await
+                .map_err(to_status)
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            sorted(rows(&batches))
+        }
+    };
+    let plan = |remote: &Remote| {
+        let mut fc = remote.flight_sql();
+        async move {
+            let info = fc.execute(sql.to_string(), None).await.unwrap();
+            info.endpoint[0].ticket.clone().unwrap()
+        }
+    };
+
+    // Planned once: the DoGet runs GetFlightInfo's plan.
+    let masked = local().await;
+    assert!(!masked.is_empty(), "the community has health records");
+    let ticket = plan(&chen).await;
+    assert_eq!(fetch(&chen, ticket).await, masked);
+    assert_eq!(statement_plans(&server, "kept").await, 1.0);
+
+    // An emergency declared between the two opens health codes: planned again.
+    let ticket = plan(&chen).await;
+    let emergency = gridhub_tests::declare_emergency(&hub, area, "test: outbreak").await;
+    let clear = local().await;
+    assert_ne!(clear, masked, "the emergency opens the health codes");
+    assert_eq!(fetch(&chen, ticket).await, clear);
+    assert_eq!(statement_plans(&server, "made_again").await, 1.0);
+
+    // Ended between the two: masked again.
+    let ticket = plan(&chen).await;
+    gridhub_tests::end_emergency(&hub, emergency).await;
+    assert_eq!(fetch(&chen, ticket).await, masked);
+    assert_eq!(statement_plans(&server, "made_again").await, 2.0);
+
+    // Another principal's ticket runs as the one presenting it (the street officer's view of
+    // the same SQL), and the kept plan is still there for its own principal.
+    let zhao = remote(
+        server.addr,
+        Some(&token(&hub, "zhao.street")),
+        Some(purpose),
+    )
+    .await;
+    let ticket = plan(&chen).await;
+    let zhao_local = sorted(rows(
+        &hub.query_as("zhao.street", Some(purpose), sql)
+            .await
+            .unwrap()
+            .batches,
+    ));
+    assert_ne!(zhao_local, masked);
+    assert_eq!(fetch(&zhao, ticket.clone()).await, zhao_local);
+    assert_eq!(statement_plans(&server, "not_kept").await, 1.0);
+    assert_eq!(fetch(&chen, ticket.clone()).await, masked);
+    assert_eq!(statement_plans(&server, "kept").await, 2.0);
+    // Used once: the same ticket again is planned from its SQL.
+    assert_eq!(fetch(&chen, ticket).await, masked);
+    assert_eq!(statement_plans(&server, "not_kept").await, 2.0);
+    server.shutdown().await.unwrap();
+}

@@ -40,7 +40,7 @@ use datafusion::logical_expr::ScalarUDF;
 pub use guarded::GuardedTable;
 pub use operator::{OPERATOR, OperatorAnswer, operator_principal, os_user};
 pub use plan::{QueryLimits, VisibleTable};
-pub use query::{GovernedAnswer, PreparedPlan};
+pub use query::{GovernedAnswer, PlanUse, PlannedQuery, PreparedPlan};
 pub use record::{AUDIT_PERSON_ID_BOUND, DecisionRow, decision_rows, describe_access};
 pub use state::{Clock, Governance};
 pub use stream::GovernedStream;
@@ -57,6 +57,9 @@ pub struct GovernedHub {
     readings: HashMap<String, Reading>,
     /// `gh_mask_place` with the communities of the hub's load it was made for.
     place_mask: Mutex<Option<(u64, ScalarUDF)>>,
+    /// The session a principal's query is planned in, without its policy views: built once
+    /// (the hub's session config and functions do not change after it opens).
+    principal_base: datafusion::execution::SessionState,
 }
 
 impl std::fmt::Debug for GovernedHub {
@@ -74,11 +77,13 @@ impl GovernedHub {
     pub async fn open(hub: Arc<Hub>) -> Result<GovernedHub> {
         let tables = tags::governed_tables(&hub).await;
         let governance = Governance::open(hub.config(), hub.store(), tables.tables).await?;
+        let principal_base = plan::principal_base_session(hub.context().state());
         Ok(GovernedHub {
             hub,
             governance,
             readings: tables.readings,
             place_mask: Mutex::new(None),
+            principal_base,
         })
     }
 

@@ -132,7 +132,9 @@ impl GovernedHub {
     ) -> Result<GovernedPlan> {
         let gov = self.governance();
         gov.reload().await?;
-        let (_, policy) = gov.policy()?;
+        // Before any table is read: a load during planning makes the plan stale at once.
+        let generation = self.hub.generation();
+        let (policy_version, policy) = gov.policy()?;
         if let Some(p) = purpose
             && !gov.known().purposes.iter().any(|k| k == p)
         {
@@ -143,7 +145,7 @@ impl GovernedHub {
                 ),
             });
         }
-        let state = self.hub.context().state();
+        let state = &self.principal_base;
         let recursion_limit = state.config().options().sql_parser.recursion_limit.get();
         let statement = crate::bounds::parse_bounded(sql, &limits.sql, recursion_limit).await?;
         let is_query = matches!(&statement, DfStatement::Statement(s) if matches!(**s, SqlStatement::Query(_)));
@@ -227,7 +229,7 @@ impl GovernedHub {
                 .register_table(table, Arc::new(view))
                 .map_err(EngineError::plan)?;
         }
-        let governed = self.principal_session(state, catalog, limits)?;
+        let (governed, runtime) = self.principal_session(catalog, limits)?;
         let decided = decisions.clone();
         let (who, why, sql_limits) = (
             principal.clone(),
@@ -262,64 +264,57 @@ impl GovernedHub {
         Ok(GovernedPlan {
             frame,
             physical,
+            runtime,
             valid_until,
+            policy_version,
+            emergencies,
+            generation,
         })
     }
 
     /// The session a principal's query is planned in: `catalog` (the policy views) and
-    /// nothing else — no information_schema, only the allowed functions
-    /// ([`crate::functions`]), no table functions, the query's own memory pool.
+    /// nothing else — the hub's principal session ([`principal_base_session`]) with the
+    /// query's catalog — and the runtime of the query's own memory pool, when it has one.
     fn principal_session(
         &self,
-        state: datafusion::execution::SessionState,
         catalog: Arc<MemoryCatalogProvider>,
         limits: &QueryLimits,
-    ) -> Result<datafusion::execution::SessionState> {
+    ) -> Result<(
+        datafusion::execution::SessionState,
+        Option<Arc<datafusion::execution::runtime_env::RuntimeEnv>>,
+    )> {
         let catalogs = Arc::new(MemoryCatalogProviderList::new());
         datafusion::catalog::CatalogProviderList::register_catalog(
             catalogs.as_ref(),
             CATALOG.to_string(),
             catalog,
         );
-        let mut config = state.config().clone();
-        config.options_mut().catalog.information_schema = false;
-        // Otherwise the builder replaces our catalog with an empty default one.
-        config
-            .options_mut()
-            .catalog
-            .create_default_catalog_and_schema = false;
-        let (scalar, aggregate, window) = crate::functions::allowed(&state);
-        let mut builder = SessionStateBuilder::new_from_existing(state)
-            .with_config(config)
-            .with_catalog_list(catalogs)
-            .with_scalar_functions(scalar)
-            .with_aggregate_functions(aggregate)
-            .with_window_functions(window)
-            .with_higher_order_functions(Vec::new())
-            .with_table_functions(HashMap::new());
-        if let Some(bytes) = limits.memory_bytes {
+        let mut state = self.principal_base.clone();
+        state.register_catalog_list(catalogs);
+        let runtime = match limits.memory_bytes {
             // Fair spill pool: sorts and aggregations spill to disk within it; what cannot
             // spill (a join's hash table) fails with ResourcesExhausted instead of taking
             // memory the rest of the hub needs.
-            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
-                self.hub.context().runtime_env().as_ref(),
-            )
-            .with_memory_pool(Arc::new(
-                datafusion::execution::memory_pool::FairSpillPool::new(bytes),
-            ))
-            .build_arc()
-            .map_err(EngineError::plan)?;
-            builder = builder.with_runtime_env(runtime);
-        }
-        Ok(builder.build())
+            Some(bytes) => Some(
+                datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+                    state.runtime_env().as_ref(),
+                )
+                .with_memory_pool(Arc::new(
+                    datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+                ))
+                .build_arc()
+                .map_err(EngineError::plan)?,
+            ),
+            None => None,
+        };
+        Ok((state, runtime))
     }
 
     /// Every function a principal's session can call, by kind and canonical name
     /// (`scalar:abs`, `aggregate:count`, `window:rank`, `table:…`; aliases name the same
     /// functions), read off a session built the way every governed query's is.
     pub fn principal_function_names(&self) -> Result<Vec<String>> {
-        let session = self.principal_session(
-            self.hub.context().state(),
+        let (session, _) = self.principal_session(
             Arc::new(MemoryCatalogProvider::new()),
             &QueryLimits::default(),
         )?;
@@ -454,9 +449,17 @@ pub(crate) struct GovernedPlan {
     pub(crate) frame: DataFrame,
     /// The physical plan, when asked for ([`PlanStage::Physical`]).
     pub(crate) physical: Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>,
+    /// The runtime it executes in when it has a memory pool of its own.
+    pub(crate) runtime: Option<Arc<datafusion::execution::runtime_env::RuntimeEnv>>,
     /// The first instant at which an emergency that widened these decisions ends: the
     /// answer must not be read past it.
     pub(crate) valid_until: Option<DateTime<Utc>>,
+    /// The policy version it was decided under.
+    pub(crate) policy_version: i64,
+    /// The emergencies in force when it was decided.
+    pub(crate) emergencies: Vec<Emergency>,
+    /// The hub's load ([`crate::Hub::generation`]) whose tables it reads.
+    pub(crate) generation: u64,
 }
 
 /// Whether two decisions for one table give the same access (lines and hints aside).
@@ -553,4 +556,29 @@ fn explain_planning_error(
         }
     }
     e
+}
+
+/// The session every principal's query starts from, built once for a hub: its config without
+/// information_schema, only the allowed functions ([`crate::functions`]), no table functions,
+/// and no catalog (each query registers its policy views).
+pub(crate) fn principal_base_session(
+    state: datafusion::execution::SessionState,
+) -> datafusion::execution::SessionState {
+    let mut config = state.config().clone();
+    config.options_mut().catalog.information_schema = false;
+    // Otherwise the builder replaces our catalog with an empty default one.
+    config
+        .options_mut()
+        .catalog
+        .create_default_catalog_and_schema = false;
+    let (scalar, aggregate, window) = crate::functions::allowed(&state);
+    SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
+        .with_scalar_functions(scalar)
+        .with_aggregate_functions(aggregate)
+        .with_window_functions(window)
+        .with_higher_order_functions(Vec::new())
+        .with_table_functions(HashMap::new())
+        .build()
 }

@@ -11,7 +11,9 @@
 //!    returned.
 //!
 //! [`GovernedHub::query_as`] is the collected form of [`GovernedHub::stream_as`];
-//! [`GovernedHub::prepare_as`] stops after step 3.
+//! [`GovernedHub::plan_query`] stops after step 3 and [`GovernedHub::run_planned`] goes on
+//! from there (a Flight SQL GetFlightInfo plans, its DoGet runs: planned once);
+//! [`GovernedHub::prepare_as`] stops after step 3 with the logical plan.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,10 +22,10 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
 use gridhub_audit::Outcome;
-use gridhub_policy::{Principal, TableDecision};
+use gridhub_policy::{Emergency, Principal, TableDecision};
 
 use super::GovernedHub;
-use super::plan::{PlanStage, QueryLimits};
+use super::plan::{GovernedPlan, PlanStage, QueryLimits};
 use super::record::{query_record, reads_sensitive};
 use super::stream::{GovernedStream, StreamStart};
 use crate::error::{EngineError, Result};
@@ -36,6 +38,73 @@ pub struct GovernedAnswer {
     pub decisions: Vec<Arc<TableDecision>>,
     /// Sequence number of the audit record that closes the query (outcome and rows).
     pub audit_seq: u64,
+}
+
+/// A governed query decided, planned and verified but not started
+/// ([`GovernedHub::plan_query`]), with what it was decided under.
+pub struct PlannedQuery {
+    principal: Principal,
+    purpose: Option<String>,
+    sql: String,
+    params: Option<ParamValues>,
+    /// The SQL as audited (with the parameters' values).
+    text: String,
+    decisions: Vec<Arc<TableDecision>>,
+    plan: GovernedPlan,
+    limits: QueryLimits,
+    started: Instant,
+    basis: PlanBasis,
+}
+
+impl std::fmt::Debug for PlannedQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlannedQuery")
+            .field("principal", &self.principal.id)
+            .field("purpose", &self.purpose)
+            .field("text", &self.text)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlannedQuery {
+    /// The principal it was planned for.
+    pub fn principal_id(&self) -> &str {
+        &self.principal.id
+    }
+
+    /// The purpose it was planned with.
+    pub fn purpose(&self) -> Option<&str> {
+        self.purpose.as_deref()
+    }
+
+    /// The SQL it was planned from (parameters apart).
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The answer's schema.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.plan.frame.schema().as_arrow().clone())
+    }
+}
+
+/// Whether [`GovernedHub::run_planned`] ran the plan it was given or made it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanUse {
+    Kept,
+    /// What the plan was decided under had changed: planned again from its SQL.
+    MadeAgain,
+}
+
+/// What a plan's decisions depend on beyond the principal, purpose and SQL: if any of it
+/// changes, the plan is made again before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PlanBasis {
+    policy_version: i64,
+    /// The emergencies in force when it was decided.
+    emergencies: Vec<Emergency>,
+    /// The hub's load the plan reads.
+    generation: u64,
 }
 
 /// What a client needs to prepare a statement: the answer's schema and the parameters.
@@ -82,6 +151,24 @@ impl GovernedHub {
         params: Option<ParamValues>,
         limits: &QueryLimits,
     ) -> Result<GovernedStream> {
+        let planned = self
+            .plan_query(principal_id, purpose, sql, params, limits)
+            .await?;
+        self.start(planned)
+    }
+
+    /// Steps 1–3 of the pipeline for `sql` as `principal_id` with `purpose` under `limits`:
+    /// decided, planned to the physical plan and verified, not started. A refusal is audited.
+    /// [`GovernedHub::run_planned`] runs it, now or later (a Flight SQL GetFlightInfo plans,
+    /// its DoGet runs).
+    pub async fn plan_query(
+        &self,
+        principal_id: &str,
+        purpose: Option<&str>,
+        sql: &str,
+        params: Option<ParamValues>,
+        limits: &QueryLimits,
+    ) -> Result<PlannedQuery> {
         let gov = self.governance();
         let principal = gov.principal(principal_id)?.clone();
         let started = Instant::now();
@@ -95,21 +182,85 @@ impl GovernedHub {
                 &principal,
                 purpose,
                 sql,
-                params,
+                params.clone(),
                 PlanStage::Physical,
                 &mut decisions,
                 limits,
             )
             .await;
+        let plan = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                return Err(self.audit_refusal(&principal, purpose, &text, &decisions, started, e));
+            }
+        };
+        Ok(PlannedQuery {
+            basis: PlanBasis {
+                policy_version: plan.policy_version,
+                emergencies: plan.emergencies.clone(),
+                generation: plan.generation,
+            },
+            principal,
+            purpose: purpose.map(str::to_string),
+            sql: sql.to_string(),
+            params,
+            text,
+            decisions,
+            plan,
+            limits: limits.clone(),
+            started,
+        })
+    }
+
+    /// Step 4 and 5 for a query [`GovernedHub::plan_query`] planned: run it, unless what it
+    /// was decided under has changed since (another policy version, emergencies declared or
+    /// ended, a new load) — then it is planned again first, from its SQL, and that plan runs.
+    pub async fn run_planned(&self, planned: PlannedQuery) -> Result<(GovernedStream, PlanUse)> {
+        let gov = self.governance();
+        gov.reload().await?;
+        let current = gov.policy().ok().map(|(version, _)| PlanBasis {
+            policy_version: version,
+            emergencies: gov.emergencies(),
+            generation: self.hub.generation(),
+        });
+        if current.as_ref() == Some(&planned.basis) {
+            return Ok((self.start(planned)?, PlanUse::Kept));
+        }
+        let again = self
+            .plan_query(
+                &planned.principal.id,
+                planned.purpose.as_deref(),
+                &planned.sql,
+                planned.params,
+                &planned.limits,
+            )
+            .await?;
+        Ok((self.start(again)?, PlanUse::MadeAgain))
+    }
+
+    /// Execute a planned query as a stream whose start record is durable before it is
+    /// handed out.
+    fn start(&self, planned: PlannedQuery) -> Result<GovernedStream> {
+        let gov = self.governance();
+        let PlannedQuery {
+            principal,
+            purpose,
+            text,
+            decisions,
+            plan,
+            started,
+            ..
+        } = planned;
+        let purpose = purpose.as_deref();
         let refused = |decisions: &[Arc<TableDecision>], e: EngineError| {
             self.audit_refusal(&principal, purpose, &text, decisions, started, e)
         };
-        let plan = match planned {
-            Ok(p) => p,
-            Err(e) => return Err(refused(&decisions, e)),
-        };
         let schema: SchemaRef = Arc::new(plan.frame.schema().as_arrow().clone());
-        let task = Arc::new(plan.frame.task_ctx());
+        let task = plan.frame.task_ctx();
+        let task = Arc::new(match plan.runtime {
+            Some(runtime) => task.with_runtime(runtime),
+            None => task,
+        });
         let pool = task.memory_pool().clone();
         let Some(physical) = plan.physical else {
             return Err(refused(
