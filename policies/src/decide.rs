@@ -376,6 +376,14 @@ async fn build_enforcer<'a>(
     Ok(enforcer)
 }
 
+/// A principal's roles, sorted, each once: what enforcers and decisions are keyed by.
+fn role_set(principal: &Principal) -> Vec<String> {
+    let mut roles = principal.roles.clone();
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<String>()
@@ -551,11 +559,8 @@ impl Policy {
         let mut ids: Vec<i64> = relevant.iter().map(|(e, _)| e.id).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut roles = principal.roles.clone();
-        roles.sort();
-        roles.dedup();
         let key = DecisionKey {
-            roles,
+            roles: role_set(principal),
             area: principal.area.clone(),
             purpose: purpose.map(str::to_owned),
             emergencies: ids,
@@ -640,13 +645,11 @@ impl Policy {
         principal: &Principal,
         action: &str,
     ) -> std::result::Result<Arc<Enforcer>, String> {
-        let mut roles = if self.role_scoped {
-            principal.roles.clone()
+        let roles = if self.role_scoped {
+            role_set(principal)
         } else {
             Vec::new()
         };
-        roles.sort();
-        roles.dedup();
         let key: EnforcerKey = (
             if self.area_scoped {
                 &principal.area
@@ -661,12 +664,6 @@ impl Policy {
         if let Some(hit) = enforcers.get(&key) {
             return Ok(Arc::clone(hit));
         }
-        let same_roles = |p: &Principal| {
-            let mut theirs = p.roles.clone();
-            theirs.sort();
-            theirs.dedup();
-            theirs == key.2
-        };
         let principals: Vec<&Principal> = if self.area_scoped {
             self.principals_by_area
                 .get(&key.0)
@@ -679,7 +676,7 @@ impl Policy {
         };
         let principals = principals
             .into_iter()
-            .filter(|p| !self.role_scoped || same_roles(p));
+            .filter(|p| !self.role_scoped || role_set(p) == key.2);
         let candidates: Vec<usize> = if self.area_scoped {
             self.area_line_indices(&key.0)
         } else {

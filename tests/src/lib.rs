@@ -208,6 +208,23 @@ pub async fn flight_stream(
         .unwrap()
 }
 
+/// Every batch of the Flight stream `ticket` names, read with `client`.
+pub async fn flight_batches(
+    client: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    ticket: arrow_flight::Ticket,
+) -> Vec<RecordBatch> {
+    use futures::TryStreamExt;
+    use gridhub_server::client::to_status;
+    client
+        .do_get(ticket)
+        .await
+        .map_err(to_status)
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
 /// Whether any of `records` carries a message containing `needle`.
 pub fn any_message_contains(records: &[gridhub_audit::StoredRecord], needle: &str) -> bool {
     records.iter().any(|r| {

@@ -308,6 +308,11 @@ impl HubFlightSql {
             .hub
             .prepare_as(&caller.principal.id, purpose, sql)
             .await;
+        self.planning_status(planned)
+    }
+
+    /// A planning result as the client gets it; a denial is counted.
+    fn planning_status<T>(&self, planned: gridhub_engine::Result<T>) -> Result<T, Status> {
         if let Err(gridhub_engine::EngineError::Denied { .. }) = &planned {
             self.state.metrics.denied();
         }
@@ -328,10 +333,7 @@ impl HubFlightSql {
             .hub
             .plan_query(&caller.principal.id, purpose, sql, None, &self.limits())
             .await;
-        if let Err(gridhub_engine::EngineError::Denied { .. }) = &planned {
-            self.state.metrics.denied();
-        }
-        planned.map_err(status)
+        self.planning_status(planned)
     }
 
     /// Run a query as the operator of a hub without principals (in-process only): collected
@@ -629,13 +631,10 @@ impl FlightSqlService for HubFlightSql {
         });
         let statement = match kept {
             Some(planned) => Statement::Planned(Box::new(planned)),
-            None if caller.operator().is_some() => Statement::Sql {
-                sql: t.sql,
-                purpose,
-                params: None,
-            },
             None => {
-                self.state.metrics.statement_plan("not_kept");
+                if caller.operator().is_none() {
+                    self.state.metrics.statement_plan("not_kept");
+                }
                 Statement::Sql {
                     sql: t.sql,
                     purpose,

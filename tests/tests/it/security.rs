@@ -641,14 +641,8 @@ async fn small_leaks_are_closed() {
         .await
         .map_err(to_status)
         .unwrap();
-    let listed: Vec<arrow::array::RecordBatch> = fc
-        .do_get(info.endpoint[0].ticket.clone().unwrap())
-        .await
-        .map_err(to_status)
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let listed =
+        gridhub_tests::flight_batches(&mut fc, info.endpoint[0].ticket.clone().unwrap()).await;
     let names: Vec<String> = rows(&listed)
         .into_iter()
         .map(|r| r[2].clone().unwrap())

@@ -18,7 +18,8 @@ use gridhub_proto::v1 as pb;
 use gridhub_server::client::{Remote, RemoteOptions, to_status};
 use gridhub_synth::{ELDERLY_WALKUP_SQL, HEALTH_LATEST_SQL};
 use gridhub_tests::{
-    TestCity, any_message_contains, audit_records, flight_stream, rows, serve, sorted, token,
+    TestCity, any_message_contains, audit_records, flight_batches, flight_stream, rows, serve,
+    sorted, token,
 };
 use tonic::Code;
 
@@ -210,14 +211,7 @@ async fn prepared_statements_and_metadata() {
         .map_err(to_status)
         .expect("execute");
     let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let batches: Vec<RecordBatch> = sql_client
-        .do_get(ticket)
-        .await
-        .map_err(to_status)
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = flight_batches(&mut sql_client, ticket).await;
     assert!(!rows(&local.batches).is_empty());
     assert_eq!(sorted(rows(&batches)), sorted(rows(&local.batches)));
     prepared.close().await.map_err(to_status).expect("close");
@@ -774,17 +768,7 @@ async fn a_kept_plan_runs_only_while_its_decisions_hold() {
     };
     let fetch = |remote: &Remote, ticket: arrow_flight::Ticket| {
         let mut fc = remote.flight_sql();
-        async move {
-            let batches: Vec<RecordBatch> = fc
-                .do_get(ticket)
-                .await
-                .map_err(to_status)
-                .unwrap()
-                .try_collect()
-                .await
-                .unwrap();
-            sorted(rows(&batches))
-        }
+        async move { sorted(rows(&flight_batches(&mut fc, ticket).await)) }
     };
     let plan = |remote: &Remote| {
         let mut fc = remote.flight_sql();

@@ -266,9 +266,11 @@ impl GovernedHub {
             physical,
             runtime,
             valid_until,
-            policy_version,
-            emergencies,
-            generation,
+            basis: PlanBasis {
+                policy_version,
+                emergencies,
+                generation,
+            },
         })
     }
 
@@ -454,7 +456,14 @@ pub(crate) struct GovernedPlan {
     /// The first instant at which an emergency that widened these decisions ends: the
     /// answer must not be read past it.
     pub(crate) valid_until: Option<DateTime<Utc>>,
-    /// The policy version it was decided under.
+    /// What it was decided under.
+    pub(crate) basis: PlanBasis,
+}
+
+/// What a plan's decisions depend on beyond the principal, purpose and SQL: if any of it
+/// changes, the plan is made again before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PlanBasis {
     pub(crate) policy_version: i64,
     /// The emergencies in force when it was decided.
     pub(crate) emergencies: Vec<Emergency>,

@@ -22,10 +22,10 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ParamValues;
 use gridhub_audit::Outcome;
-use gridhub_policy::{Emergency, Principal, TableDecision};
+use gridhub_policy::{Principal, TableDecision};
 
 use super::GovernedHub;
-use super::plan::{GovernedPlan, PlanStage, QueryLimits};
+use super::plan::{GovernedPlan, PlanBasis, PlanStage, QueryLimits};
 use super::record::{query_record, reads_sensitive};
 use super::stream::{GovernedStream, StreamStart};
 use crate::error::{EngineError, Result};
@@ -53,7 +53,6 @@ pub struct PlannedQuery {
     plan: GovernedPlan,
     limits: QueryLimits,
     started: Instant,
-    basis: PlanBasis,
 }
 
 impl std::fmt::Debug for PlannedQuery {
@@ -94,17 +93,6 @@ pub enum PlanUse {
     Kept,
     /// What the plan was decided under had changed: planned again from its SQL.
     MadeAgain,
-}
-
-/// What a plan's decisions depend on beyond the principal, purpose and SQL: if any of it
-/// changes, the plan is made again before it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PlanBasis {
-    policy_version: i64,
-    /// The emergencies in force when it was decided.
-    emergencies: Vec<Emergency>,
-    /// The hub's load the plan reads.
-    generation: u64,
 }
 
 /// What a client needs to prepare a statement: the answer's schema and the parameters.
@@ -195,11 +183,6 @@ impl GovernedHub {
             }
         };
         Ok(PlannedQuery {
-            basis: PlanBasis {
-                policy_version: plan.policy_version,
-                emergencies: plan.emergencies.clone(),
-                generation: plan.generation,
-            },
             principal,
             purpose: purpose.map(str::to_string),
             sql: sql.to_string(),
@@ -223,7 +206,7 @@ impl GovernedHub {
             emergencies: gov.emergencies(),
             generation: self.hub.generation(),
         });
-        if current.as_ref() == Some(&planned.basis) {
+        if current.as_ref() == Some(&planned.plan.basis) {
             return Ok((self.start(planned)?, PlanUse::Kept));
         }
         let again = self
@@ -242,6 +225,7 @@ impl GovernedHub {
     /// handed out.
     fn start(&self, planned: PlannedQuery) -> Result<GovernedStream> {
         let gov = self.governance();
+        let schema = planned.schema();
         let PlannedQuery {
             principal,
             purpose,
@@ -255,7 +239,6 @@ impl GovernedHub {
         let refused = |decisions: &[Arc<TableDecision>], e: EngineError| {
             self.audit_refusal(&principal, purpose, &text, decisions, started, e)
         };
-        let schema: SchemaRef = Arc::new(plan.frame.schema().as_arrow().clone());
         let task = plan.frame.task_ctx();
         let task = Arc::new(match plan.runtime {
             Some(runtime) => task.with_runtime(runtime),
