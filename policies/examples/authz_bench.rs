@@ -4,8 +4,10 @@
 //!
 //! Generates the default policy plus per-community grants for community workers, grid
 //! workers and volunteers (area patterns like `420106001003*`) up to 10,000 lines, one
-//! community worker and one grid worker per community, compiles it, then times cold
-//! decisions (fresh cache keys: Casbin scans every line per enforce call) and warm ones
+//! community worker and one grid worker per community, compiles it, then times the first
+//! decisions of a role with nothing made yet, [`Policy::prepare`] on a fresh compile, cold
+//! decisions after it (fresh decision keys: each principal's first decisions, from the
+//! verdicts prepared and Casbin where its own community's lines are involved) and warm ones
 //! (served from the decision cache).
 
 use std::time::{Duration, Instant};
@@ -62,6 +64,24 @@ async fn main() {
     // Community workers spread over the district: each sample is a fresh cache key.
     let sample = |k: usize| &people[2 + 2 * (k * (COMMUNITIES / COLD_SAMPLES))];
 
+    // The very first decisions of a role: no verdict made yet (cw1: not a sample).
+    let first = &people[4];
+    let calls = policy.enforce_calls();
+    let started = Instant::now();
+    for table in &all {
+        policy.decide(first, Some("routine"), &[], now, table);
+    }
+    let first_all = started.elapsed();
+    let first_calls = policy.enforce_calls() - calls;
+
+    // A fresh compile, prepared as the hub prepares an applied policy.
+    let policy = Policy::compile(DEFAULT_MODEL, &text, &people, &known)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let prepare_calls = policy.prepare(&all, now);
+    let prepare = started.elapsed();
+
     let calls = policy.enforce_calls();
     let started = Instant::now();
     for k in 0..COLD_SAMPLES {
@@ -107,7 +127,7 @@ async fn main() {
         "warm decisions must not enforce"
     );
 
-    let per_enforce = cold_person.as_secs_f64() * 1e6 / person_calls;
+    let per_enforce = first_all.as_secs_f64() * 1e6 / first_calls as f64;
     println!(
         "policy: {} lines, {} principals, {} communities",
         policy.line_count(),
@@ -120,6 +140,24 @@ async fn main() {
         "compile (parse, validate, build enforcer, probe)",
         micros(compile),
         "1".into(),
+    );
+    row(
+        &format!(
+            "first decisions of a role: all {} tables, none made",
+            all.len()
+        ),
+        micros(first_all),
+        first_calls.to_string(),
+    );
+    row(
+        "  per enforce call (enforcer builds included)",
+        per_enforce,
+        "-".into(),
+    );
+    row(
+        "prepare (every role set's verdicts, all tables)",
+        micros(prepare),
+        prepare_calls.to_string(),
     );
     row(
         "cold decision: person (community worker)",
@@ -138,11 +176,6 @@ async fn main() {
         ),
         micros(cold_all),
         format!("{all_calls:.1}"),
-    );
-    row(
-        "  per enforce call (enforcer builds included)",
-        per_enforce,
-        "-".into(),
     );
     println!(
         "{:<52} {:>12.2} {:>14}",

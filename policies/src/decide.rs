@@ -1,8 +1,10 @@
-//! The compiled policy: Casbin enforcers, one per jurisdiction, roles and action, and
-//! per-table decisions cached by (roles, jurisdiction, purpose, relevant emergencies, table).
+//! The compiled policy: Casbin verdicts shared by the requests that see the same candidate
+//! lines, and per-table decisions cached by (roles, jurisdiction, purpose, relevant
+//! emergencies, table).
 //!
 //! Casbin-rs evaluates its matcher once per policy line for every enforce call (about 30 ms
-//! at 10,000 lines), so each (jurisdiction, roles, action) gets its own enforcer holding only
+//! at 10,000 lines), so a call must see only the lines that can match it. Without the
+//! shared verdicts below, each (jurisdiction, roles, action) gets its own enforcer holding only
 //! the lines whose area pattern matches the jurisdiction, whose role is one of the roles and
 //! whose action is that action (the model requires `keyMatch(r.area, p.area)`,
 //! `g(r.sub, p.role)` and `r.act == p.act`, so no other line can ever match), built on first
@@ -10,6 +12,19 @@
 //! or two per distinct tag of the table's columns (columns no line names individually share
 //! their tag's decision), one or two more per tag when an emergency lies inside the
 //! jurisdiction. The finished [`TableDecision`] is cached; the engine never enforces per row.
+//!
+//! Verdicts are shared across jurisdictions and principals. When the matcher also requires
+//! the object to match (`p.obj == "*" || p.obj == r.tbl || … || keyMatch(r.tbl, p.obj)`) and
+//! names `r.sub` and `r.area` only in its role and area terms, an enforce call's verdict
+//! depends on nothing but the lines that could match its object (in the jurisdiction, of the
+//! roles and the action) and the request's object, action, purpose and emergency fields: two
+//! principals whose calls see the same such lines get the same verdict, whoever and wherever
+//! they are. Verdicts are cached by exactly that, so a principal's first query mostly finds
+//! its verdicts made: only a call whose object meets its own jurisdiction's lines still goes
+//! to Casbin, and then to a pooled enforcer refilled with just those lines (no enforcer is
+//! built per jurisdiction: building one, a rhai engine and a compiled matcher, costs more
+//! than the call). [`Policy::prepare`] makes every role set's verdicts when a policy is
+//! applied.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -137,6 +152,9 @@ const REQUEST_FIELDS: &str = "sub, area, tbl, col, tag, act, purpose, emg";
 /// are cheap to recompute compared with the memory of an unbounded map).
 const CACHE_CAPACITY: usize = 100_000;
 
+/// Shared verdicts are dropped, all at once, when this many are held.
+const VERDICT_CAPACITY: usize = 65_536;
+
 /// Enforcers (one per jurisdiction and action) are dropped, all at once, when this many are
 /// held.
 const ENFORCER_CAPACITY: usize = 8_192;
@@ -171,7 +189,23 @@ struct Who<'a> {
     purpose: &'a str,
 }
 
+/// What a shared verdict is cached by: the candidate lines of the call (those that could
+/// match its object, in the principal's jurisdiction, of its roles and its action) and the
+/// request's fields other than subject and jurisdiction.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct VerdictKey {
+    lines: Vec<usize>,
+    roles: Vec<String>,
+    tbl: String,
+    col: String,
+    tag: String,
+    action: String,
+    purpose: String,
+    emergency: bool,
+}
+
 /// The outcome of one enforce call.
+#[derive(Clone)]
 struct Verdict {
     allowed: bool,
     /// Indices into `Policy::lines` of the lines Casbin reports as deciding.
@@ -219,10 +253,24 @@ pub struct Policy {
     /// Whether the matcher requires `g(r.sub, p.role)` (and principals are the only members
     /// of roles): then an enforcer need only hold the lines of the principal's roles.
     role_scoped: bool,
+    /// Whether enforce verdicts are shared by every request that sees the same candidate
+    /// lines (module docs): the model requires the area, action, role and object terms and
+    /// names `r.sub` and `r.area` nowhere else.
+    verdicts_shared: bool,
+    /// Indices into `lines` by object as written, for objects without `*`, in policy order.
+    lines_by_object: HashMap<String, Vec<usize>>,
+    /// Indices into `lines` of the lines whose object has a `*` (`*`, `source:*`): they may
+    /// match any object through `keyMatch`.
+    pattern_object_lines: Vec<usize>,
     /// Enforcers by (jurisdiction, action, roles), each empty when the policy is not scoped
     /// by it; built on first use.
     enforcers: Mutex<HashMap<EnforcerKey, Arc<Enforcer>>>,
     cache: Mutex<HashMap<DecisionKey, Arc<TableDecision>>>,
+    /// Shared enforce verdicts, when `verdicts_shared`.
+    verdicts: Mutex<HashMap<VerdictKey, Verdict>>,
+    /// Enforcers refilled for each shared verdict's call, when `verdicts_shared`; one per
+    /// call in progress at most.
+    scratch: Mutex<Vec<Enforcer>>,
     enforce_calls: AtomicU64,
 }
 
@@ -319,39 +367,97 @@ fn requires_role_match(model: &DefaultModel) -> bool {
     has_top_level_term(model, &["g(r_sub,p_role)", "g(r.sub,p.role)"])
 }
 
-/// Whether one of the matcher's top-level `&&` terms (white space removed) is one of `any`;
-/// false when the matcher has a top-level `||`.
-fn has_top_level_term(model: &DefaultModel, any: &[&str]) -> bool {
-    let Some(matcher) = model.get_model().get("m").and_then(|m| m.get("m")) else {
-        return false;
+/// Whether one of the matcher's top-level `&&` terms is a parenthesised `||` of object
+/// comparisons only — `p.obj == "*"`, `p.obj == r.tbl`, `p.obj == r.col`, `p.obj == r.tag`
+/// (either way round) and `keyMatch(r.tbl, p.obj)` — so that a line whose object is neither
+/// `*`-patterned nor the request's table, column or tag never applies to it.
+fn requires_object_match(model: &DefaultModel) -> bool {
+    const DISJUNCTS: [&str; 5] = [
+        "p_obj==\"*\"",
+        "p_obj==r_tbl",
+        "p_obj==r_col",
+        "p_obj==r_tag",
+        "keyMatch(r_tbl,p_obj)",
+    ];
+    let known = |d: &str| {
+        let d = d.replace("p.obj", "p_obj").replace("r.", "r_");
+        DISJUNCTS.contains(&d.as_str())
+            || d.split_once("==")
+                .is_some_and(|(a, b)| DISJUNCTS.contains(&format!("{b}=={a}").as_str()))
     };
-    let compact: String = matcher
-        .value
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '\\')
-        .collect();
+    top_level_terms(model).iter().any(|term| {
+        term.strip_prefix('(')
+            .and_then(|t| t.strip_suffix(')'))
+            .and_then(|inner| split_top_level(inner, b'|'))
+            .is_some_and(|ds| ds.iter().all(|d| known(d)))
+    })
+}
+
+/// How many times the matcher names request field `field` (`sub`, `area`).
+fn mentions(model: &DefaultModel, field: &str) -> usize {
+    let compact = compact_matcher(model).unwrap_or_default();
+    compact.matches(&format!("r_{field}")).count() + compact.matches(&format!("r.{field}")).count()
+}
+
+/// The matcher without white space and line continuations.
+fn compact_matcher(model: &DefaultModel) -> Option<String> {
+    let matcher = model.get_model().get("m").and_then(|m| m.get("m"))?;
+    Some(
+        matcher
+            .value
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '\\')
+            .collect(),
+    )
+}
+
+/// `text` split at its top-level (unparenthesised) `&&` (`op` = `&`) or `||` (`op` = `|`);
+/// `None` when the other operator also appears at the top level.
+fn split_top_level(text: &str, op: u8) -> Option<Vec<&str>> {
+    let other = if op == b'&' { b'|' } else { b'&' };
     let mut depth = 0i32;
-    let mut terms = Vec::new();
+    let mut parts = Vec::new();
     let mut start = 0;
-    let bytes = compact.as_bytes();
+    let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'(' => depth += 1,
             b')' => depth -= 1,
-            b'&' if depth == 0 && bytes.get(i + 1) == Some(&b'&') => {
-                terms.push(&compact[start..i]);
+            b if b == op && depth == 0 && bytes.get(i + 1) == Some(&op) => {
+                parts.push(&text[start..i]);
                 start = i + 2;
                 i += 1;
             }
-            b'|' if depth == 0 && bytes.get(i + 1) == Some(&b'|') => return false,
+            b if b == other && depth == 0 && bytes.get(i + 1) == Some(&other) => return None,
             _ => {}
         }
         i += 1;
     }
-    terms.push(&compact[start..]);
+    parts.push(&text[start..]);
+    Some(parts)
+}
+
+/// The matcher's top-level `&&` terms, white space removed; none when the matcher has a
+/// top-level `||`.
+fn top_level_terms(model: &DefaultModel) -> Vec<String> {
+    let Some(compact) = compact_matcher(model) else {
+        return Vec::new();
+    };
+    split_top_level(&compact, b'&')
+        .unwrap_or_default()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether one of the matcher's top-level `&&` terms (white space removed) is one of `any`;
+/// false when the matcher has a top-level `||`.
+fn has_top_level_term(model: &DefaultModel, any: &[&str]) -> bool {
     // casbin-rs stores the matcher with `.` replaced by `_` in field names.
-    terms.iter().any(|t| any.contains(t))
+    top_level_terms(model)
+        .iter()
+        .any(|t| any.contains(&t.as_str()))
 }
 
 /// An enforcer holding `lines`, with each principal's roles as `g` links.
@@ -423,6 +529,12 @@ impl Policy {
         let area_scoped = requires_area_match(&parsed);
         let action_scoped = requires_action_match(&parsed);
         let role_scoped = requires_role_match(&parsed);
+        let verdicts_shared = area_scoped
+            && action_scoped
+            && role_scoped
+            && requires_object_match(&parsed)
+            && mentions(&parsed, "sub") == 1
+            && mentions(&parsed, "area") == 1;
         let template = parsed.clone();
         // The probe enforcer holds every line and principal: what it cannot build or enforce,
         // no per-jurisdiction enforcer could.
@@ -465,6 +577,18 @@ impl Policy {
         for (i, line) in lines.iter().enumerate() {
             lines_by_area.entry(line.area.clone()).or_default().push(i);
         }
+        let mut lines_by_object: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut pattern_object_lines = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            if line.object.contains('*') {
+                pattern_object_lines.push(i);
+            } else {
+                lines_by_object
+                    .entry(line.object.clone())
+                    .or_default()
+                    .push(i);
+            }
+        }
         let mut principals_by_area: HashMap<String, Vec<String>> = HashMap::new();
         for p in principals {
             principals_by_area
@@ -488,8 +612,13 @@ impl Policy {
             area_scoped,
             action_scoped,
             role_scoped,
+            verdicts_shared,
+            lines_by_object,
+            pattern_object_lines,
             enforcers: Mutex::new(HashMap::new()),
             cache: Mutex::new(HashMap::new()),
+            verdicts: Mutex::new(HashMap::new()),
+            scratch: Mutex::new(Vec::new()),
             enforce_calls: AtomicU64::new(0),
         })
     }
@@ -522,13 +651,19 @@ impl Policy {
         self.role_scoped
     }
 
+    /// Whether enforce verdicts are shared across principals and jurisdictions that see the
+    /// same candidate lines (module docs).
+    pub fn shares_verdicts(&self) -> bool {
+        self.verdicts_shared
+    }
+
     /// The number of policy lines (blank lines and comments not counted).
     pub fn line_count(&self) -> usize {
         self.lines.len()
     }
 
     /// How many times this policy has called Casbin's enforce (decisions served from the
-    /// cache call it no more).
+    /// cache, and verdicts shared with an earlier call, call it no more).
     pub fn enforce_calls(&self) -> u64 {
         self.enforce_calls.load(Ordering::Relaxed)
     }
@@ -591,6 +726,35 @@ impl Policy {
         }
         cache.insert(key, Arc::clone(&decision));
         decision
+    }
+
+    /// Make, ahead of the first queries, the shared verdicts every role set needs for
+    /// `tables` with no purpose and no emergency: for each distinct role set among the
+    /// principals, the decisions of the one principal whose jurisdiction has the fewest lines
+    /// of its own, so that what it decides is shared by the most jurisdictions. Nothing when
+    /// verdicts are not shared (decisions are then per jurisdiction and roles anyway).
+    /// Returns the enforce calls made.
+    pub fn prepare(&self, tables: &[TableInfo], now: DateTime<Utc>) -> u64 {
+        if !self.verdicts_shared {
+            return 0;
+        }
+        let calls = self.enforce_calls();
+        let mut representatives: HashMap<Vec<String>, (usize, &Principal)> = HashMap::new();
+        for p in self.principals.values() {
+            let own = self.area_line_indices(&p.area).len();
+            let slot = representatives.entry(role_set(p)).or_insert((own, p));
+            if (own, &p.id) < (slot.0, &slot.1.id) {
+                *slot = (own, p);
+            }
+        }
+        let mut chosen: Vec<&Principal> = representatives.into_values().map(|(_, p)| p).collect();
+        chosen.sort_by(|a, b| a.id.cmp(&b.id));
+        for who in chosen {
+            for table in tables {
+                self.decide(who, None, &[], now, table);
+            }
+        }
+        self.enforce_calls() - calls
     }
 
     /// Whether the principal may do a hub action: `manage_policy`, `declare_emergency`,
@@ -888,11 +1052,125 @@ impl Policy {
         }
     }
 
-    /// One enforce call (counted). Casbin errors deny: fail closed.
+    /// The verdict of one request: a shared one when a request with the same candidate lines
+    /// and fields was decided (module docs), else one enforce call.
     fn check(&self, who: &Who, action: &str, req: &Req, emergency: bool) -> Verdict {
+        if !self.verdicts_shared {
+            return self.enforce(who, action, req, emergency);
+        }
+        let key = VerdictKey {
+            lines: self.candidate_lines(who.principal, action, req),
+            roles: role_set(who.principal),
+            tbl: req.tbl.to_owned(),
+            col: req.col.to_owned(),
+            tag: req.tag.to_owned(),
+            action: action.to_owned(),
+            purpose: who.purpose.to_owned(),
+            emergency,
+        };
+        if let Some(hit) = self.lock_verdicts().get(&key) {
+            return hit.clone();
+        }
+        let verdict = self.enforce_with_lines(who, action, req, emergency, &key.lines);
+        // An error (an enforcer that could not be built, say) is not shared: it denies this
+        // call and is tried again on the next.
+        if verdict.error.is_none() {
+            let mut verdicts = self.lock_verdicts();
+            if verdicts.len() >= VERDICT_CAPACITY {
+                verdicts.clear();
+            }
+            verdicts.insert(key, verdict.clone());
+        }
+        verdict
+    }
+
+    /// The lines that could match a request of `principal` for `action` on `req`'s object:
+    /// object `*`-patterned or the request's table, column or tag; area pattern matching the
+    /// jurisdiction; role one of the principal's; action `action`. In policy order.
+    fn candidate_lines(&self, principal: &Principal, action: &str, req: &Req) -> Vec<usize> {
+        let mut objects = vec![req.tbl, req.col, req.tag];
+        objects.sort_unstable();
+        objects.dedup();
+        let mut lines: Vec<usize> = objects
+            .iter()
+            .filter_map(|o| self.lines_by_object.get(*o))
+            .flatten()
+            .chain(&self.pattern_object_lines)
+            .copied()
+            .filter(|&i| {
+                let line = &self.lines[i];
+                line.action == action
+                    && principal.roles.contains(&line.role)
+                    && line.area_matches(&principal.area)
+            })
+            .collect();
+        lines.sort_unstable();
+        lines.dedup();
+        lines
+    }
+
+    /// One enforce call (counted) by an enforcer holding exactly `lines` and the principal's
+    /// role links: the candidate lines, outside which no line can match (module docs). The
+    /// enforcer is a scratch one from a pool, refilled for the call, so a verdict costs no
+    /// enforcer build (a rhai engine and the compiled matcher). Casbin errors deny.
+    fn enforce_with_lines(
+        &self,
+        who: &Who,
+        action: &str,
+        req: &Req,
+        emergency: bool,
+        lines: &[usize],
+    ) -> Verdict {
         self.enforce_calls.fetch_add(1, Ordering::Relaxed);
+        let denied = |error: String| Verdict {
+            allowed: false,
+            lines: Vec::new(),
+            error: Some(error),
+        };
+        let pooled = self.scratch.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut enforcer = match pooled {
+            Some(enforcer) => enforcer,
+            None => match futures::executor::block_on(build_enforcer(
+                self.model.clone(),
+                std::iter::empty(),
+                std::iter::empty(),
+            )) {
+                Ok(enforcer) => enforcer,
+                Err(e) => return denied(e),
+            },
+        };
         let p = who.principal;
-        let request: Vec<String> = [
+        let model = enforcer.get_mut_model();
+        model.clear_policy();
+        model.add_policies(
+            "g",
+            "g",
+            p.roles
+                .iter()
+                .map(|r| vec![p.id.clone(), r.clone()])
+                .collect(),
+        );
+        model.add_policies(
+            "p",
+            "p",
+            lines.iter().map(|&i| self.lines[i].rule()).collect(),
+        );
+        if let Err(e) = enforcer.build_role_links() {
+            // Not returned to the pool: the next call starts from a fresh one.
+            return denied(format!("casbin cannot map principals to roles: {e}"));
+        }
+        let verdict = self.verdict(enforcer.enforce_ex(self.request(who, action, req, emergency)));
+        self.scratch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(enforcer);
+        verdict
+    }
+
+    /// The request fields of one enforce call, in the model's order.
+    fn request(&self, who: &Who, action: &str, req: &Req, emergency: bool) -> Vec<String> {
+        let p = who.principal;
+        [
             p.id.as_str(),
             p.area.as_str(),
             req.tbl,
@@ -903,18 +1181,12 @@ impl Policy {
             if emergency { EMERGENCY } else { ALWAYS },
         ]
         .map(String::from)
-        .into();
-        let enforcer = match self.enforcer_for(p, action) {
-            Ok(enforcer) => enforcer,
-            Err(e) => {
-                return Verdict {
-                    allowed: false,
-                    lines: Vec::new(),
-                    error: Some(e),
-                };
-            }
-        };
-        match enforcer.enforce_ex(request) {
+        .into()
+    }
+
+    /// A verdict from what Casbin answered: the deciding lines by index, or the error.
+    fn verdict(&self, answer: casbin::Result<(bool, Vec<Vec<String>>)>) -> Verdict {
+        match answer {
             Ok((allowed, rules)) => Verdict {
                 allowed,
                 lines: rules
@@ -929,6 +1201,27 @@ impl Policy {
                 error: Some(e.to_string()),
             },
         }
+    }
+
+    fn lock_verdicts(&self) -> std::sync::MutexGuard<'_, HashMap<VerdictKey, Verdict>> {
+        // Entries are inserted whole: a panic elsewhere cannot leave one half made.
+        self.verdicts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One enforce call (counted). Casbin errors deny: fail closed.
+    fn enforce(&self, who: &Who, action: &str, req: &Req, emergency: bool) -> Verdict {
+        self.enforce_calls.fetch_add(1, Ordering::Relaxed);
+        let enforcer = match self.enforcer_for(who.principal, action) {
+            Ok(enforcer) => enforcer,
+            Err(e) => {
+                return Verdict {
+                    allowed: false,
+                    lines: Vec::new(),
+                    error: Some(e),
+                };
+            }
+        };
+        self.verdict(enforcer.enforce_ex(self.request(who, action, req, emergency)))
     }
 
     /// The deciding lines of some verdicts, each once, in policy order.

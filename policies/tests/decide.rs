@@ -215,10 +215,22 @@ async fn second_decision_comes_from_the_cache() {
     // Another purpose, table or emergency set is another key.
     policy.decide(&worker, Some("statistics"), &[], now(), &person);
     assert_eq!(policy.enforce_calls(), 8);
-    policy.decide(
+    // An emergency inside the jurisdiction is another key, but the worker reads every
+    // column of person clear already: no request differs, the verdicts are the ones made.
+    let inside = policy.decide(
         &worker,
         Some("routine"),
         &[emergency(1, "420106001003001", 1)],
+        now(),
+        &person,
+    );
+    assert!(!std::sync::Arc::ptr_eq(&first, &inside));
+    assert_eq!(policy.enforce_calls(), 8);
+    // One covering it asks in the emergency state: new requests, new calls.
+    policy.decide(
+        &worker,
+        Some("routine"),
+        &[emergency(2, "420106001", 1)],
         now(),
         &person,
     );
@@ -465,8 +477,20 @@ async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
         roles: vec!["volunteer".into(), "community_worker".into()],
         area: "420106001003".into(),
     });
+    // Scoped, but verdicts not shared: the object term hidden the same way.
+    let unshared_model = DEFAULT_MODEL.replace(
+        "|| keyMatch(r.tbl, p.obj))",
+        "|| keyMatch(r.tbl, p.obj) || r.tbl == \"-\")",
+    );
+    assert_ne!(
+        unshared_model, DEFAULT_MODEL,
+        "the model's object term moved"
+    );
     let known = Known::shared();
     let scoped = Policy::compile(DEFAULT_MODEL, &text, &people, &known)
+        .await
+        .unwrap();
+    let unshared = Policy::compile(&unshared_model, &text, &people, &known)
         .await
         .unwrap();
     let unscoped = Policy::compile(&unscoped_model, &text, &people, &known)
@@ -474,9 +498,12 @@ async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
         .unwrap();
     let emergencies = [emergency(1, "420106001003", 2)];
     assert!(scoped.is_area_scoped() && scoped.is_action_scoped() && scoped.is_role_scoped());
+    assert!(scoped.shares_verdicts());
+    assert!(unshared.is_area_scoped() && !unshared.shares_verdicts());
     assert!(
         !unscoped.is_area_scoped() && !unscoped.is_action_scoped() && !unscoped.is_role_scoped()
     );
+    assert!(!unscoped.shares_verdicts());
     let mut compared = 0;
     for who in &people {
         for t in gridhub_catalog::shared_tables() {
@@ -485,16 +512,26 @@ async fn per_jurisdiction_enforcers_decide_as_one_enforcer_with_every_line() {
                 for active in [&emergencies[..], &[]] {
                     let a = scoped.decide(who, purpose, active, now(), &t);
                     let b = unscoped.decide(who, purpose, active, now(), &t);
+                    let c = unshared.decide(who, purpose, active, now(), &t);
                     assert_eq!(a, b, "{} {purpose:?} {}", who.id, t.name);
+                    assert_eq!(a, c, "{} {purpose:?} {}", who.id, t.name);
                     compared += 1;
                 }
             }
         }
         for action in ["manage_policy", "declare_emergency", "read_audit"] {
             assert_eq!(scoped.allows(who, action), unscoped.allows(who, action));
+            assert_eq!(scoped.allows(who, action), unshared.allows(who, action));
         }
     }
     assert!(compared > 500);
+    // Sharing saved calls: the same decisions took fewer enforce calls.
+    assert!(
+        scoped.enforce_calls() < unshared.enforce_calls(),
+        "{} shared against {} unshared",
+        scoped.enforce_calls(),
+        unshared.enforce_calls()
+    );
     // Some decisions differ between the jurisdictions, so the comparison can fail.
     let phone = |id: &str| {
         let who = people.iter().find(|p| p.id == id).unwrap();
@@ -535,8 +572,86 @@ async fn principals_with_the_same_roles_and_jurisdiction_share_decisions() {
     let b = policy.decide(&colleague, None, &[], now(), &person);
     assert_eq!(policy.enforce_calls(), calls);
     assert!(std::sync::Arc::ptr_eq(&a, &b));
+    // Another jurisdiction gets its own decision (its rows), but no line of the default
+    // policy names a jurisdiction: every verdict it needs was made for the first one.
     let c = policy.decide(&elsewhere, None, &[], now(), &person);
-    assert!(policy.enforce_calls() > calls);
+    assert_eq!(policy.enforce_calls(), calls);
+    assert!(!std::sync::Arc::ptr_eq(&a, &c));
     assert_eq!(c.rows, RowAccess::Jurisdiction("420106002001".into()));
     assert_eq!(a.rows, RowAccess::Jurisdiction(first.area.clone()));
+}
+
+/// Verdicts are shared across jurisdictions only where the same lines could decide them: a
+/// jurisdiction with a line of its own for an object enforces for that object (and gets what
+/// the line says), and for nothing else.
+#[tokio::test]
+async fn verdicts_are_shared_only_where_the_same_lines_decide() {
+    let own = "420106002001";
+    let (text, _) = with_lines(&[&format!(
+        "p, community_worker, {own}*, tag:health, read_clear, *, -, allow"
+    )]);
+    let first = principal("community_worker");
+    let with_own_line = Principal {
+        id: "with_own_line".into(),
+        area: own.into(),
+        ..first.clone()
+    };
+    let mut people = principals();
+    people.push(with_own_line.clone());
+    let policy = Policy::compile(DEFAULT_MODEL, &text, &people, &Known::shared())
+        .await
+        .unwrap();
+    assert!(policy.shares_verdicts());
+    let health = table("health_record");
+    let a = policy.decide(&first, None, &[], now(), &health);
+    let calls = policy.enforce_calls();
+    let b = policy.decide(&with_own_line, None, &[], now(), &health);
+    // Only the health columns met the jurisdiction's own line: a call for each of their
+    // groups (the tag, and a health column some line names), none for the rest.
+    let health_groups = 2;
+    assert_eq!(policy.enforce_calls(), calls + health_groups);
+    assert!(health_groups < calls);
+    let access = |d: &gridhub_policy::TableDecision| {
+        d.columns
+            .iter()
+            .filter(|c| c.tag == Tag::Health)
+            .map(|c| c.access)
+            .collect::<Vec<_>>()
+    };
+    assert!(!access(&a).is_empty());
+    assert!(access(&a).iter().all(|x| *x == Access::Masked));
+    assert!(access(&b).iter().all(|x| *x == Access::Clear));
+}
+
+/// Sharing verdicts needs a matcher whose subject and jurisdiction appear only in the role
+/// and area terms, and whose object term compares objects only.
+#[tokio::test]
+async fn verdicts_are_not_shared_when_the_matcher_looks_at_who_or_where() {
+    let people = principals();
+    let known = Known::shared();
+    let compiled = |model: String| {
+        let people = people.clone();
+        let known = known.clone();
+        async move {
+            Policy::compile(&model, DEFAULT_POLICY, &people, &known)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(compiled(DEFAULT_MODEL.to_owned()).await.shares_verdicts());
+    for (from, to) in [
+        (
+            "&& keyMatch(r.area, p.area)",
+            "&& keyMatch(r.area, p.area) && r.sub != \"x\"",
+        ),
+        (
+            "&& keyMatch(r.area, p.area)",
+            "&& keyMatch(r.area, p.area) && r.area != \"4201\"",
+        ),
+        ("p.obj == r.col ||", "p.obj == r.col || r.sub == \"x\" ||"),
+    ] {
+        let model = DEFAULT_MODEL.replace(from, to);
+        assert_ne!(model, DEFAULT_MODEL, "{from}: the model moved");
+        assert!(!compiled(model).await.shares_verdicts(), "{to}");
+    }
 }

@@ -5,7 +5,10 @@ Connects once (a bearer token), runs --sql --warmup times unmeasured, then --run
 each a full cursor.execute + fetch_arrow_table (GetFlightInfo and DoGet), and prints one
 JSON object on stdout:
 
-  {"ok": true, "runs": n, "median_ms": m, "p90_ms": p, "min_ms": lo, "rows": r}
+  {"ok": true, "runs": n, "median_ms": m, "p90_ms": p, "min_ms": lo, "rows": r,
+   "execute_median_ms": e, "fetch_median_ms": f}
+
+(execute: cursor.execute, which is GetFlightInfo; fetch: fetch_arrow_table, the DoGet)
 
 or {"ok": false, "error": "...", "kind": "..."} with exit status 3. `gridhub bench latency`
 runs it with the interpreter tests/python/setup.sh prints.
@@ -34,17 +37,20 @@ def main(argv):
             db_kwargs={DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {args.token}"},
             autocommit=True,
         )
-        times = []
+        times, executes, fetches = [], [], []
         rows = None
         with conn.cursor() as cur:
             for i in range(args.warmup + args.runs):
                 started = time.perf_counter()
                 cur.execute(args.sql)
+                executed = time.perf_counter()
                 table = cur.fetch_arrow_table()
-                elapsed = time.perf_counter() - started
+                ended = time.perf_counter()
                 rows = table.num_rows
                 if i >= args.warmup:
-                    times.append(elapsed * 1000.0)
+                    times.append((ended - started) * 1000.0)
+                    executes.append((executed - started) * 1000.0)
+                    fetches.append((ended - executed) * 1000.0)
         conn.close()
         times.sort()
         result = {
@@ -54,6 +60,8 @@ def main(argv):
             "p90_ms": times[int(0.9 * (len(times) - 1))],
             "min_ms": times[0],
             "rows": rows,
+            "execute_median_ms": statistics.median(executes),
+            "fetch_median_ms": statistics.median(fetches),
         }
         print(json.dumps(result))
         return 0

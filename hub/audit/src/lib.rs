@@ -25,7 +25,10 @@
 //! ## Storage
 //!
 //! An SQLite database in WAL mode with `synchronous=FULL`: [`AuditLog::append`] returns
-//! after its transaction is committed and fsynced. Table `audit_log` has one row per
+//! after its transaction is committed and fsynced. [`AuditLog::append_deferred`], for a
+//! query's closing record (its start record is durable already), returns once committed:
+//! its sync, and the anchor's move to it, come with the next append, [`AuditLog::flush`] or
+//! the log's close, and at most one record waits so. Table `audit_log` has one row per
 //! record: `seq` (1, 2, …), `record` (the record's canonical JSON), `prev_hash`, `hash`, and
 //! the search columns `at` (RFC 3339 UTC with nanoseconds, fixed width, so text order is
 //! time order), `principal` and `outcome`, which repeat fields of the JSON. Table

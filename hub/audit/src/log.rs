@@ -87,6 +87,19 @@ pub struct AuditLog {
     history: Option<String>,
     /// Opened by [`AuditLog::without_key`]: every operation fails.
     keyless: bool,
+    /// The record appended with [`AuditLog::append_deferred`] whose WAL frames are not yet
+    /// fsynced and which the anchor does not name yet: (seq, hash). At most one; taken
+    /// while holding `conn`.
+    deferred: Mutex<Option<(u64, String)>>,
+}
+
+impl Drop for AuditLog {
+    /// A record waiting for its sync is made durable when the log is closed.
+    fn drop(&mut self) {
+        if let Err(e) = self.flush() {
+            tracing::error!("cannot sync the audit log's last record: {e}");
+        }
+    }
 }
 
 impl fmt::Debug for AuditLog {
@@ -188,6 +201,7 @@ impl AuditLog {
             },
             history: options.history.clone(),
             keyless: false,
+            deferred: Mutex::new(None),
         };
         log.start()?;
         Ok(log)
@@ -212,6 +226,7 @@ impl AuditLog {
             witness_every: AuditOptions::DEFAULT_WITNESS_EVERY,
             history: None,
             keyless: true,
+            deferred: Mutex::new(None),
         })
     }
 
@@ -325,7 +340,53 @@ impl AuditLog {
     /// fdatasynced, so appends run at the disk's sync rate, not the CPU's; the ignored test
     /// `append_throughput` prints the rate.
     pub fn append(&self, record: &AuditRecord) -> Result<u64> {
-        self.append_inner(record, false)
+        self.append_inner(record, false, true)
+    }
+
+    /// Appends one record that may wait for its sync: committed (every reader sees it, and
+    /// it survives the process), but its WAL frames are fsynced, and the head anchor moved
+    /// to it, by the next [`append`](Self::append), [`flush`](Self::flush) or the log's
+    /// drop. For the closing record of a query, whose start record is durable already: a
+    /// power loss before the next sync leaves "started, not finished", as a hub dying
+    /// mid-answer does. At most one record waits: a second deferred append while one waits
+    /// is made durable, with the first.
+    pub fn append_deferred(&self, record: &AuditRecord) -> Result<u64> {
+        self.append_inner(record, false, false)
+    }
+
+    /// Makes a record appended with [`append_deferred`](Self::append_deferred) durable:
+    /// fsyncs the WAL and moves the head anchor to it. Nothing when none waits.
+    pub fn flush(&self) -> Result<()> {
+        let _conn = self.lock();
+        let waiting = self.take_deferred();
+        let Some((seq, hash)) = waiting else {
+            return Ok(());
+        };
+        let mut wal = self.path.as_os_str().to_owned();
+        wal.push("-wal");
+        // The WAL holds the record's frames unless a checkpoint has moved them into the
+        // database, which that checkpoint synced; fsyncing what is there covers both.
+        if let Ok(file) = std::fs::File::open(&wal) {
+            file.sync_data().map_err(|source| AuditError::AnchorWrite {
+                path: PathBuf::from(wal).display().to_string(),
+                seq,
+                source,
+            })?;
+        }
+        chain::write_anchor(&self.anchor_path, &self.key, seq, &hash).map_err(|source| {
+            AuditError::AnchorWrite {
+                path: self.anchor_path.display().to_string(),
+                seq,
+                source,
+            }
+        })
+    }
+
+    fn take_deferred(&self) -> Option<(u64, String)> {
+        self.deferred
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Appends `record` as record 1 of a log that is *missing* (see
@@ -340,10 +401,15 @@ impl AuditLog {
                 reason: "the log is not missing, so there is no loss to acknowledge".into(),
             });
         }
-        self.append_inner(record, true)
+        self.append_inner(record, true, true)
     }
 
-    fn append_inner(&self, record: &AuditRecord, acknowledging: bool) -> Result<u64> {
+    fn append_inner(
+        &self,
+        record: &AuditRecord,
+        acknowledging: bool,
+        durable: bool,
+    ) -> Result<u64> {
         self.keyed()?;
         let json = serde_json::to_string(record).map_err(|source| AuditError::Encode {
             path: self.shown(),
@@ -352,6 +418,12 @@ impl AuditLog {
         // The lock is held until the anchor is written, so this log's anchors only move
         // forward.
         let mut conn = self.lock();
+        let waiting = self.take_deferred();
+        // One record waits for its sync at most: with one waiting, this append syncs both.
+        let durable = durable || waiting.is_some();
+        // NORMAL: in WAL mode the commit writes its frames without fsyncing them.
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "NORMAL" })
+            .map_err(|e| self.store(e))?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.store(e))?;
@@ -405,6 +477,11 @@ impl AuditLog {
             }
         }
         tx.commit().map_err(|e| self.store(e))?;
+        if !durable {
+            // The anchor must never be ahead of what is on disk: it moves at the next sync.
+            *self.deferred.lock().unwrap_or_else(PoisonError::into_inner) = Some((seq_u, hash));
+            return Ok(seq_u);
+        }
         chain::write_anchor(&self.anchor_path, &self.key, seq_u, &hash).map_err(|source| {
             AuditError::AnchorWrite {
                 path: self.anchor_path.display().to_string(),
@@ -412,7 +489,11 @@ impl AuditLog {
                 source,
             }
         })?;
-        if self.witness.is_some() && (acknowledging || seq_u.is_multiple_of(self.witness_every)) {
+        // A witness entry falls due at every `witness_every`-th record, or at the one that
+        // waited for this sync.
+        let due = |s: u64| s.is_multiple_of(self.witness_every);
+        let witness_due = due(seq_u) || waiting.as_ref().is_some_and(|(s, _)| due(*s));
+        if self.witness.is_some() && (acknowledging || witness_due) {
             self.witness_head(seq_u, &hash)
                 .map_err(|source| AuditError::WitnessWrite {
                     path: self

@@ -225,6 +225,64 @@ fn appended_record_is_visible_to_another_connection() {
     }
 }
 
+/// The record number the head anchor names.
+fn anchored(log: &AuditLog) -> u64 {
+    let anchor: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(log.anchor_path()).unwrap()).unwrap();
+    anchor["seq"].as_u64().unwrap()
+}
+
+/// A deferred append is committed at once (another connection reads it, verification counts
+/// it) while the anchor, never ahead of what is synced, names it only after the next sync:
+/// the next append, a flush, or closing the log. At most one record waits.
+#[test]
+fn deferred_record_is_committed_at_once_and_anchored_at_the_next_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let log = AuditLog::open(&path, KEY).unwrap();
+    assert_eq!(log.append(&record(0)).unwrap(), 1);
+    assert_eq!(anchored(&log), 1);
+    assert_eq!(log.append_deferred(&record(1)).unwrap(), 2);
+    assert_eq!(anchored(&log), 1);
+    let other = Connection::open(&path).unwrap();
+    let count: i64 = other
+        .query_row("SELECT count(*) FROM audit_log", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(count, 2);
+    let report = log.verify().unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.records, 2);
+
+    // A second deferred append while one waits is synced, with the first.
+    assert_eq!(log.append_deferred(&record(2)).unwrap(), 3);
+    assert_eq!(anchored(&log), 3);
+    // The next durable append anchors itself.
+    assert_eq!(log.append_deferred(&record(3)).unwrap(), 4);
+    assert_eq!(log.append(&record(4)).unwrap(), 5);
+    assert_eq!(anchored(&log), 5);
+    // A flush anchors the one waiting; a second flush has nothing to do.
+    assert_eq!(log.append_deferred(&record(5)).unwrap(), 6);
+    assert_eq!(anchored(&log), 5);
+    log.flush().unwrap();
+    assert_eq!(anchored(&log), 6);
+    log.flush().unwrap();
+    assert_eq!(anchored(&log), 6);
+    // Closing the log anchors the one waiting.
+    assert_eq!(log.append_deferred(&record(6)).unwrap(), 7);
+    drop(log);
+    let log = AuditLog::open(&path, KEY).unwrap();
+    assert_eq!(anchored(&log), 7);
+    let report = log.verify().unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.records, 7);
+    assert_eq!(log.append(&record(7)).unwrap(), 8);
+    let stored = log.search(&AuditFilter::default()).unwrap();
+    assert_eq!(
+        stored.into_iter().map(|s| s.record).collect::<Vec<_>>(),
+        (0..8).map(record).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn edited_record_is_reported_at_its_seq() {
     for seq in [1, 7, 12] {

@@ -32,9 +32,24 @@ pub fn default_python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python")
 }
 
+/// Medians of the ADBC client's runs, in ms.
+struct AdbcLatency {
+    /// `cursor.execute` + `fetch_arrow_table`.
+    total: f64,
+    /// `cursor.execute`: the GetFlightInfo.
+    execute: f64,
+    /// `fetch_arrow_table`: the DoGet.
+    fetch: f64,
+}
+
 /// Run the ADBC latency script; `None` (with the reason printed) when Python's side cannot
 /// be set up here.
-fn adbc_latency(python_dir: &Path, uri: &str, token: &str, runs: usize) -> Result<Option<f64>> {
+fn adbc_latency(
+    python_dir: &Path,
+    uri: &str,
+    token: &str,
+    runs: usize,
+) -> Result<Option<AdbcLatency>> {
     let setup = Command::new("bash")
         .arg(python_dir.join("setup.sh"))
         .output()
@@ -67,7 +82,16 @@ fn adbc_latency(python_dir: &Path, uri: &str, token: &str, runs: usize) -> Resul
     if answer["ok"] != serde_json::Value::Bool(true) {
         return Err(CliError::Bench(format!("the ADBC client failed: {answer}")));
     }
-    Ok(answer["median_ms"].as_f64())
+    let median = |field: &str| {
+        answer[field]
+            .as_f64()
+            .ok_or_else(|| CliError::Bench(format!("adbc_latency.py gave no {field}: {answer}")))
+    };
+    Ok(Some(AdbcLatency {
+        total: median("median_ms")?,
+        execute: median("execute_median_ms")?,
+        fetch: median("fetch_median_ms")?,
+    }))
 }
 
 pub async fn latency(scale: usize, dir: &Path, runs: usize, python_dir: &Path) -> Result<()> {
@@ -141,8 +165,11 @@ pub async fn latency(scale: usize, dir: &Path, runs: usize, python_dir: &Path) -
         Some(adbc) => report.push((
             "Python ADBC Flight SQL driver, loopback".into(),
             format!(
-                "{adbc:.2} ms median of {runs} = in-process + {:.2} ms",
-                adbc - ms(local)
+                "{:.2} ms median of {runs} = in-process + {:.2} ms (execute {:.2} + fetch {:.2})",
+                adbc.total,
+                adbc.total - ms(local),
+                adbc.execute,
+                adbc.fetch
             ),
         )),
         None => report.push((

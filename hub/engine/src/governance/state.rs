@@ -71,7 +71,7 @@ impl Governance {
             )?;
             *governance.active.write().expect("policy lock") = Ok((v.version, Arc::new(policy)));
         }
-        governance.reload().await?;
+        governance.reload_and(false).await?;
         Ok(governance)
     }
 
@@ -88,8 +88,16 @@ impl Governance {
 
     /// Pick up the active policy version and the emergencies from the store (another
     /// process may have changed them). A version that no longer compiles against this
-    /// hub's config closes every governed query until a valid one is applied.
+    /// hub's config closes every governed query until a valid one is applied. A newly
+    /// compiled version makes its shared verdicts on a thread of its own
+    /// ([`Policy::prepare`]), so principals' first queries after a policy change find them.
     pub async fn reload(&self) -> Result<()> {
+        self.reload_and(true).await
+    }
+
+    /// [`reload`](Self::reload), preparing a newly compiled version's verdicts when
+    /// `prepare` (not when the hub opens: its first queries find them made as they go).
+    async fn reload_and(&self, prepare: bool) -> Result<()> {
         let active = self.store.active_version()?;
         let current = self
             .active
@@ -104,7 +112,13 @@ impl Governance {
         {
             let text = v.text.clone().unwrap_or_default();
             let compiled = match self.compile(&text).await {
-                Ok(p) => Ok((v.version, Arc::new(p))),
+                Ok(p) => {
+                    let policy = Arc::new(p);
+                    if prepare {
+                        self.prepare_in_background(&policy);
+                    }
+                    Ok((v.version, policy))
+                }
                 Err(e) => Err(format!(
                     "the active policy version {} does not fit this hub's config: {e}",
                     v.version
@@ -115,6 +129,28 @@ impl Governance {
         *self.emergencies.write().expect("emergency lock") =
             self.store.emergencies_in_force(self.now())?;
         Ok(())
+    }
+
+    /// Start [`Policy::prepare`] for the governed tables on a thread of its own; a thread
+    /// that cannot be started only means the verdicts are made by the first queries.
+    fn prepare_in_background(&self, policy: &Arc<Policy>) {
+        let policy = Arc::clone(policy);
+        let tables = self.known.tables.clone();
+        let now = self.now();
+        let started = std::thread::Builder::new()
+            .name("gridhub-policy-prepare".into())
+            .spawn(move || {
+                let began = std::time::Instant::now();
+                let calls = policy.prepare(&tables, now);
+                tracing::debug!(
+                    calls,
+                    ms = began.elapsed().as_millis() as u64,
+                    "policy verdicts prepared"
+                );
+            });
+        if let Err(e) = started {
+            tracing::warn!("cannot start preparing the policy's verdicts: {e}");
+        }
     }
 
     pub fn principals(&self) -> &[Principal] {

@@ -6,7 +6,10 @@
 //! stream is handed out; when the stream ends — complete, failed, stopped, or dropped by a
 //! client that went away — a second record gives the outcome and row count and names the
 //! first (`started_seq`). A hub that dies mid-stream leaves the start record alone: "started,
-//! not finished". A read that opens a health or location column also writes, before each
+//! not finished". The closing record is committed before the stream ends and synced with
+//! the log's next record (`AuditLog::append_deferred`): one sync per query on the answer's
+//! way instead of two, and a power loss before that sync (the kernel writes it within
+//! seconds anyway) leaves the same "started, not finished". A read that opens a health or location column also writes, before each
 //! batch leaves, a `query_rows` record with the batch's `person_id`s not yet recorded (at
 //! most [`AUDIT_PERSON_ID_BOUND`] per query): whose data left is on disk before it does.
 //!
@@ -190,7 +193,7 @@ impl GovernedStream {
         );
         record.started_seq = Some(a.start_seq);
         a.closed = true;
-        a.end_seq = Some(a.log.append(&record)?);
+        a.end_seq = Some(a.log.append_deferred(&record)?);
         Ok(())
     }
 
