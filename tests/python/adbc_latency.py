@@ -8,7 +8,8 @@ JSON object on stdout:
   {"ok": true, "runs": n, "median_ms": m, "p90_ms": p, "min_ms": lo, "rows": r,
    "execute_median_ms": e, "fetch_median_ms": f}
 
-(execute: cursor.execute, which is GetFlightInfo; fetch: fetch_arrow_table, the DoGet)
+(execute: cursor.execute, the GetFlightInfo, after which the driver starts the DoGet on
+its own goroutines; fetch: fetch_arrow_table, waiting for that DoGet's batches)
 
 or {"ok": false, "error": "...", "kind": "..."} with exit status 3. `gridhub bench latency`
 runs it with the interpreter tests/python/setup.sh prints.

@@ -36,9 +36,10 @@ pub fn default_python_dir() -> PathBuf {
 struct AdbcLatency {
     /// `cursor.execute` + `fetch_arrow_table`.
     total: f64,
-    /// `cursor.execute`: the GetFlightInfo.
+    /// `cursor.execute`: the GetFlightInfo (the driver then starts the DoGet in the
+    /// background).
     execute: f64,
-    /// `fetch_arrow_table`: the DoGet.
+    /// `fetch_arrow_table`: waiting for the DoGet's batches.
     fetch: f64,
 }
 

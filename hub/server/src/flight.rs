@@ -161,7 +161,21 @@ struct Prepared {
     purpose: Option<String>,
     sql: String,
     params: Option<ParamValues>,
+    /// Counts the parameter bindings: a plan made under an earlier binding is not kept.
+    binding: u64,
+    /// The handle of the plan the last GetFlightInfo made for the next DoGet, if any.
+    kept: Option<String>,
     created: Instant,
+}
+
+/// What a prepared statement runs: its SQL, purpose and parameters as bound, which binding
+/// that is, and the plan kept for it.
+struct PreparedRun {
+    sql: String,
+    purpose: Option<String>,
+    params: Option<ParamValues>,
+    binding: u64,
+    kept: Option<String>,
 }
 
 fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
@@ -326,12 +340,13 @@ impl HubFlightSql {
         caller: &Caller,
         purpose: Option<&str>,
         sql: &str,
+        params: Option<ParamValues>,
     ) -> Result<PlannedQuery, Status> {
         self.state.check_request_size(sql)?;
         let planned = self
             .state
             .hub
-            .plan_query(&caller.principal.id, purpose, sql, None, &self.limits())
+            .plan_query(&caller.principal.id, purpose, sql, params, &self.limits())
             .await;
         self.planning_status(planned)
     }
@@ -371,6 +386,39 @@ impl HubFlightSql {
             .build(futures::stream::iter(answer.batches.into_iter().map(Ok)))
             .map_err(Status::from);
         Ok(Response::new(Box::pin(flight)))
+    }
+
+    /// What a DoGet runs: the plan kept under `handle` if it is the caller's, for `sql` and
+    /// `purpose`, and still fresh; else `sql` to plan again (counted as not kept).
+    fn kept_or_sql(
+        &self,
+        caller: &Caller,
+        handle: Option<&str>,
+        sql: String,
+        purpose: Option<String>,
+        params: Option<ParamValues>,
+    ) -> Statement {
+        let kept = handle.and_then(|handle| {
+            self.kept.lock().expect("kept plans lock").take(
+                handle,
+                &caller.principal.id,
+                &sql,
+                purpose.as_deref(),
+            )
+        });
+        match kept {
+            Some(planned) => Statement::Planned(Box::new(planned)),
+            None => {
+                if caller.operator().is_none() {
+                    self.state.metrics.statement_plan("not_kept");
+                }
+                Statement::Sql {
+                    sql,
+                    purpose,
+                    params,
+                }
+            }
+        }
     }
 
     /// Run a statement as the caller and stream its answer, under the server's guards.
@@ -479,25 +527,28 @@ impl HubFlightSql {
         Ok(Response::new(Box::pin(flight)))
     }
 
-    /// The SQL, purpose and bound parameters of the caller's prepared statement `handle`.
-    fn prepared(
-        &self,
-        handle: &[u8],
-        caller: &Caller,
-    ) -> Result<(String, Option<String>, Option<ParamValues>), Status> {
+    /// The SQL, purpose, bound parameters and kept plan of the caller's prepared statement
+    /// `handle`; the kept plan's handle is taken out (a plan runs once).
+    fn prepared(&self, handle: &[u8], caller: &Caller) -> Result<PreparedRun, Status> {
         let key = String::from_utf8_lossy(handle).to_string();
-        let map = self.prepared.lock().expect("prepared lock");
+        let mut map = self.prepared.lock().expect("prepared lock");
         let unknown = || {
             status(ServerError::UnknownPreparedStatement {
                 handle: key.clone(),
             })
         };
-        let p = map.get(&key).ok_or_else(unknown)?;
+        let p = map.get_mut(&key).ok_or_else(unknown)?;
         if p.principal != caller.principal.id {
             // Handles are not shared between principals: another's reads as unknown.
             return Err(unknown());
         }
-        Ok((p.sql.clone(), p.purpose.clone(), p.params.clone()))
+        Ok(PreparedRun {
+            sql: p.sql.clone(),
+            purpose: p.purpose.clone(),
+            params: p.params.clone(),
+            binding: p.binding,
+            kept: p.kept.take(),
+        })
     }
 
     /// Readable tables of the caller with the schema the caller sees, from the policy's
@@ -588,7 +639,9 @@ impl FlightSqlService for HubFlightSql {
             (plan.schema, None)
         } else {
             // Planned to the physical plan and verified once: its DoGet runs this plan.
-            let planned = self.plan_statement(&caller, purpose, &query.query).await?;
+            let planned = self
+                .plan_statement(&caller, purpose, &query.query, None)
+                .await?;
             let schema = planned.schema();
             let handle = self.kept.lock().expect("kept plans lock").keep(planned);
             (schema, Some(handle))
@@ -621,27 +674,7 @@ impl FlightSqlService for HubFlightSql {
             .map_err(|_| status(ServerError::BadTicket))?;
         // The call's own purpose header wins over the one the ticket was planned with.
         let purpose = caller.purpose.clone().or(t.purpose);
-        let kept = t.plan.as_deref().and_then(|handle| {
-            self.kept.lock().expect("kept plans lock").take(
-                handle,
-                &caller.principal.id,
-                &t.sql,
-                purpose.as_deref(),
-            )
-        });
-        let statement = match kept {
-            Some(planned) => Statement::Planned(Box::new(planned)),
-            None => {
-                if caller.operator().is_none() {
-                    self.state.metrics.statement_plan("not_kept");
-                }
-                Statement::Sql {
-                    sql: t.sql,
-                    purpose,
-                    params: None,
-                }
-            }
-        };
+        let statement = self.kept_or_sql(&caller, t.plan.as_deref(), t.sql, purpose, None);
         self.run(&caller, statement).await
     }
 
@@ -677,6 +710,8 @@ impl FlightSqlService for HubFlightSql {
                     purpose: caller.purpose.clone(),
                     sql: query.query,
                     params: None,
+                    binding: 0,
+                    kept: None,
                     created: Instant::now(),
                 },
             );
@@ -714,6 +749,9 @@ impl FlightSqlService for HubFlightSql {
         let key = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
         if let Some(p) = self.prepared.lock().expect("prepared lock").get_mut(&key) {
             p.params = Some(params);
+            // A plan kept for the earlier parameters is not this statement's any more.
+            p.binding += 1;
+            p.kept = None;
         }
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(query.prepared_statement_handle),
@@ -727,14 +765,29 @@ impl FlightSqlService for HubFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let caller = caller(&request)?;
         self.state.metrics.request("GetFlightInfoPreparedStatement");
-        let (sql, purpose, _) = self.prepared(&cmd.prepared_statement_handle, &caller)?;
-        let purpose = caller.purpose.clone().or(purpose);
-        let plan = self.plan(&caller, purpose.as_deref(), &sql).await?;
-        let info = info_for(
-            &plan.schema,
-            cmd.as_any().encode_to_vec(),
-            request.into_inner(),
-        )?;
+        let run = self.prepared(&cmd.prepared_statement_handle, &caller)?;
+        let purpose = caller.purpose.clone().or(run.purpose);
+        let schema = if caller.operator().is_some() {
+            self.plan(&caller, purpose.as_deref(), &run.sql)
+                .await?
+                .schema
+        } else {
+            // Planned to the physical plan and verified once, with the parameters bound now:
+            // the statement's next DoGet runs this plan unless they are bound again first.
+            let planned = self
+                .plan_statement(&caller, purpose.as_deref(), &run.sql, run.params)
+                .await?;
+            let schema = planned.schema();
+            let handle = self.kept.lock().expect("kept plans lock").keep(planned);
+            let key = String::from_utf8_lossy(&cmd.prepared_statement_handle).to_string();
+            if let Some(p) = self.prepared.lock().expect("prepared lock").get_mut(&key)
+                && p.binding == run.binding
+            {
+                p.kept = Some(handle);
+            }
+            schema
+        };
+        let info = info_for(&schema, cmd.as_any().encode_to_vec(), request.into_inner())?;
         Ok(Response::new(info))
     }
 
@@ -745,17 +798,11 @@ impl FlightSqlService for HubFlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let caller = caller(&request)?;
         self.state.metrics.request("DoGetPreparedStatement");
-        let (sql, purpose, params) = self.prepared(&cmd.prepared_statement_handle, &caller)?;
-        let purpose = caller.purpose.clone().or(purpose);
-        self.run(
-            &caller,
-            Statement::Sql {
-                sql,
-                purpose,
-                params,
-            },
-        )
-        .await
+        let run = self.prepared(&cmd.prepared_statement_handle, &caller)?;
+        let purpose = caller.purpose.clone().or(run.purpose);
+        let statement =
+            self.kept_or_sql(&caller, run.kept.as_deref(), run.sql, purpose, run.params);
+        self.run(&caller, statement).await
     }
 
     async fn do_action_close_prepared_statement(

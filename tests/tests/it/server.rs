@@ -214,6 +214,42 @@ async fn prepared_statements_and_metadata() {
     let batches = flight_batches(&mut sql_client, ticket).await;
     assert!(!rows(&local.batches).is_empty());
     assert_eq!(sorted(rows(&batches)), sorted(rows(&local.batches)));
+    // GetFlightInfo planned the statement with its parameters; the DoGet ran that plan.
+    assert_eq!(statement_plans(&server, "kept").await, 1.0);
+
+    // Bound again: planned with the new value, and that plan runs.
+    let other = "420106009002";
+    let other_local = hub
+        .query_as(
+            "zhao.street",
+            None,
+            &format!("SELECT name, phone FROM person WHERE area_code LIKE '{other}%'"),
+        )
+        .await
+        .unwrap();
+    assert_ne!(
+        sorted(rows(&other_local.batches)),
+        sorted(rows(&local.batches))
+    );
+    let params = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, true)])),
+        vec![Arc::new(StringArray::from(vec![format!("{other}%")]))],
+    )
+    .unwrap();
+    prepared.set_parameters(params).unwrap();
+    let info = prepared
+        .execute()
+        .await
+        .map_err(to_status)
+        .expect("execute");
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let batches = flight_batches(&mut sql_client, ticket.clone()).await;
+    assert_eq!(sorted(rows(&batches)), sorted(rows(&other_local.batches)));
+    assert_eq!(statement_plans(&server, "kept").await, 2.0);
+    // A plan runs once: the same ticket again is planned from the statement as bound.
+    let batches = flight_batches(&mut sql_client, ticket).await;
+    assert_eq!(sorted(rows(&batches)), sorted(rows(&other_local.batches)));
+    assert_eq!(statement_plans(&server, "not_kept").await, 1.0);
     prepared.close().await.map_err(to_status).expect("close");
 
     // Catalogs, schemas, tables with the schema this principal sees.
