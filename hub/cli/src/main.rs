@@ -42,7 +42,7 @@ struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 struct ConfigArg {
     /// Hub config file [default: ./gridhub.toml if present, else ./gridhub-demo/gridhub.toml]
-    #[arg(long, short, env = "GRIDHUB_CONFIG")]
+    #[arg(long, short, env = "GRIDHUB_CONFIG", global = true)]
     config: Option<PathBuf>,
 }
 

@@ -319,8 +319,12 @@ fn serve_and_remote_cli_agree_with_local() {
     assert_eq!(stdout(&remote), stdout(&local), "audit search differs");
     assert!(stdout(&local).contains(sql), "{}", stdout(&local));
 
-    // Revoked: refused from the next call on.
-    let out = gridhub(&["token", "list"], cwd);
+    // Revoked: refused from the next call on. (`--config` is global: after the leaf too.)
+    let out = gridhub(
+        &["token", "list", "--config", "gridhub-demo/gridhub.toml"],
+        cwd,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let id = stdout(&out)
         .lines()
         .find(|l| l.contains("zhao.street"))
