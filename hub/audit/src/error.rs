@@ -61,6 +61,18 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
+    /// A record was committed without its sync ([`crate::AuditLog::append_deferred`]), and the
+    /// later sync of the log failed.
+    #[error(
+        "audit log: record {seq} was committed, but {path} could not be synced ({source}); \
+         check the state directory's file system"
+    )]
+    Sync {
+        path: String,
+        seq: u64,
+        #[source]
+        source: std::io::Error,
+    },
     /// The witness file could not be read, or (when the log opens) written.
     #[error("audit witness {path}: {source}")]
     Witness {

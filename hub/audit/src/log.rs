@@ -367,19 +367,13 @@ impl AuditLog {
         // The WAL holds the record's frames unless a checkpoint has moved them into the
         // database, which that checkpoint synced; fsyncing what is there covers both.
         if let Ok(file) = std::fs::File::open(&wal) {
-            file.sync_data().map_err(|source| AuditError::AnchorWrite {
+            file.sync_data().map_err(|source| AuditError::Sync {
                 path: PathBuf::from(wal).display().to_string(),
                 seq,
                 source,
             })?;
         }
-        chain::write_anchor(&self.anchor_path, &self.key, seq, &hash).map_err(|source| {
-            AuditError::AnchorWrite {
-                path: self.anchor_path.display().to_string(),
-                seq,
-                source,
-            }
-        })
+        self.anchor(seq, &hash, self.witness_due(seq))
     }
 
     fn take_deferred(&self) -> Option<(u64, String)> {
@@ -482,30 +476,43 @@ impl AuditLog {
             *self.deferred.lock().unwrap_or_else(PoisonError::into_inner) = Some((seq_u, hash));
             return Ok(seq_u);
         }
-        chain::write_anchor(&self.anchor_path, &self.key, seq_u, &hash).map_err(|source| {
+        // A witness entry falls due at every `witness_every`-th record, or at the one that
+        // waited for this sync.
+        let witness_due = acknowledging
+            || self.witness_due(seq_u)
+            || waiting.as_ref().is_some_and(|(s, _)| self.witness_due(*s));
+        self.anchor(seq_u, &hash, witness_due)?;
+        Ok(seq_u)
+    }
+
+    /// Whether record `seq` is one the witness records (every `witness_every`-th).
+    fn witness_due(&self, seq: u64) -> bool {
+        seq.is_multiple_of(self.witness_every)
+    }
+
+    /// Moves the head anchor to record `seq` (whose commit is synced) and, when
+    /// `witness_due`, appends it to the witness.
+    fn anchor(&self, seq: u64, hash: &str, witness_due: bool) -> Result<()> {
+        chain::write_anchor(&self.anchor_path, &self.key, seq, hash).map_err(|source| {
             AuditError::AnchorWrite {
                 path: self.anchor_path.display().to_string(),
-                seq: seq_u,
+                seq,
                 source,
             }
         })?;
-        // A witness entry falls due at every `witness_every`-th record, or at the one that
-        // waited for this sync.
-        let due = |s: u64| s.is_multiple_of(self.witness_every);
-        let witness_due = due(seq_u) || waiting.as_ref().is_some_and(|(s, _)| due(*s));
-        if self.witness.is_some() && (acknowledging || witness_due) {
-            self.witness_head(seq_u, &hash)
+        if self.witness.is_some() && witness_due {
+            self.witness_head(seq, hash)
                 .map_err(|source| AuditError::WitnessWrite {
                     path: self
                         .witness
                         .as_ref()
                         .map(|w| w.display().to_string())
                         .unwrap_or_default(),
-                    seq: seq_u,
+                    seq,
                     source,
                 })?;
         }
-        Ok(seq_u)
+        Ok(())
     }
 
     /// Whether a new record may follow `tail` (see [`append`](Self::append)).

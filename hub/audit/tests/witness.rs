@@ -181,6 +181,31 @@ fn the_head_is_witnessed_at_open_and_every_n_records() {
     assert_eq!(report.head.as_deref(), lines[3]["hash"].as_str());
 }
 
+/// A deferred record that falls due for the witness is witnessed when it is synced: by the
+/// next append (at that append's number) or by a flush (at its own).
+#[test]
+fn deferred_records_due_for_the_witness_are_witnessed_when_synced() {
+    let hub = Hub::new();
+    let log = hub.open();
+    append_n(&log, 0, 4);
+    assert_eq!(log.append_deferred(&record(4)).unwrap(), 5);
+    let seqs = |hub: &Hub| -> Vec<u64> {
+        hub.witness_lines()
+            .iter()
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(seqs(&hub), [0], "not synced yet, not witnessed");
+    assert_eq!(log.append(&record(5)).unwrap(), 6);
+    assert_eq!(seqs(&hub), [0, 6]);
+    append_n(&log, 6, 9);
+    assert_eq!(log.append_deferred(&record(9)).unwrap(), 10);
+    log.flush().unwrap();
+    assert_eq!(seqs(&hub), [0, 6, 10]);
+    let report = log.verify_against(&hub.witness).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
 #[test]
 fn rewrite_with_the_key_is_caught_only_by_the_witness() {
     let hub = Hub::new();
