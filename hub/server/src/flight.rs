@@ -126,6 +126,11 @@ impl KeptPlans {
         handle
     }
 
+    /// Drop the plan kept under `handle`: no DoGet will ask for it.
+    fn discard(&mut self, handle: &str) {
+        self.plans.remove(handle);
+    }
+
     /// Take the plan kept under `handle` if it was made for `principal` from `sql` with
     /// `purpose` and has not expired; another principal's stays where it is.
     fn take(
@@ -386,6 +391,13 @@ impl HubFlightSql {
             .build(futures::stream::iter(answer.batches.into_iter().map(Ok)))
             .map_err(Status::from);
         Ok(Response::new(Box::pin(flight)))
+    }
+
+    /// Drop a kept plan no DoGet will run.
+    fn discard_kept(&self, handle: Option<String>) {
+        if let Some(handle) = handle {
+            self.kept.lock().expect("kept plans lock").discard(&handle);
+        }
     }
 
     /// What a DoGet runs: the plan kept under `handle` if it is the caller's, for `sql` and
@@ -734,7 +746,9 @@ impl FlightSqlService for HubFlightSql {
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let caller = caller(&request)?;
         self.state.metrics.request("BindParameters");
-        self.prepared(&query.prepared_statement_handle, &caller)?;
+        let run = self.prepared(&query.prepared_statement_handle, &caller)?;
+        // A plan kept for the parameters bound so far is not this statement's any more.
+        self.discard_kept(run.kept);
         let stream = request.into_inner().map_err(FlightError::from);
         let batches: Vec<RecordBatch> =
             arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
@@ -749,9 +763,8 @@ impl FlightSqlService for HubFlightSql {
         let key = String::from_utf8_lossy(&query.prepared_statement_handle).to_string();
         if let Some(p) = self.prepared.lock().expect("prepared lock").get_mut(&key) {
             p.params = Some(params);
-            // A plan kept for the earlier parameters is not this statement's any more.
             p.binding += 1;
-            p.kept = None;
+            self.discard_kept(p.kept.take());
         }
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(query.prepared_statement_handle),
@@ -766,6 +779,8 @@ impl FlightSqlService for HubFlightSql {
         let caller = caller(&request)?;
         self.state.metrics.request("GetFlightInfoPreparedStatement");
         let run = self.prepared(&cmd.prepared_statement_handle, &caller)?;
+        // This call plans again: an earlier call's plan is replaced.
+        self.discard_kept(run.kept);
         let purpose = caller.purpose.clone().or(run.purpose);
         let schema = if caller.operator().is_some() {
             self.plan(&caller, purpose.as_deref(), &run.sql)
@@ -780,10 +795,12 @@ impl FlightSqlService for HubFlightSql {
             let schema = planned.schema();
             let handle = self.kept.lock().expect("kept plans lock").keep(planned);
             let key = String::from_utf8_lossy(&cmd.prepared_statement_handle).to_string();
-            if let Some(p) = self.prepared.lock().expect("prepared lock").get_mut(&key)
-                && p.binding == run.binding
-            {
-                p.kept = Some(handle);
+            match self.prepared.lock().expect("prepared lock").get_mut(&key) {
+                Some(p) if p.binding == run.binding => {
+                    self.discard_kept(p.kept.replace(handle));
+                }
+                // Closed, or bound again while this call planned: the plan is no one's.
+                _ => self.discard_kept(Some(handle)),
             }
             schema
         };
@@ -817,8 +834,9 @@ impl FlightSqlService for HubFlightSql {
         if map
             .get(&key)
             .is_some_and(|p| p.principal == caller.principal.id)
+            && let Some(p) = map.remove(&key)
         {
-            map.remove(&key);
+            self.discard_kept(p.kept);
         }
         Ok(())
     }

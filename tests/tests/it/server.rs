@@ -167,6 +167,37 @@ async fn flight_sql_answers_equal_local_governed_queries() {
     server.shutdown().await.expect("clean shutdown");
 }
 
+/// The street officer's local answer to the prepared statement's SQL for `community`, the
+/// value inlined.
+async fn people_of(hub: &GovernedHub, community: &str) -> gridhub_engine::GovernedAnswer {
+    hub.query_as(
+        "zhao.street",
+        None,
+        &format!("SELECT name, phone FROM person WHERE area_code LIKE '{community}%'"),
+    )
+    .await
+    .unwrap()
+}
+
+/// Bind `$1` to `<community>%` and execute (DoPut, then GetFlightInfo): the ticket.
+async fn bind_and_execute(
+    prepared: &mut arrow_flight::sql::client::PreparedStatement<tonic::transport::Channel>,
+    community: &str,
+) -> arrow_flight::Ticket {
+    let params = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, true)])),
+        vec![Arc::new(StringArray::from(vec![format!("{community}%")]))],
+    )
+    .unwrap();
+    prepared.set_parameters(params).unwrap();
+    let info = prepared
+        .execute()
+        .await
+        .map_err(to_status)
+        .expect("execute");
+    info.endpoint[0].ticket.clone().unwrap()
+}
+
 /// Prepared statements with parameters, and the metadata calls drivers make.
 #[tokio::test]
 async fn prepared_statements_and_metadata() {
@@ -178,14 +209,7 @@ async fn prepared_statements_and_metadata() {
 
     // A community of the street, and the local answer with the value inlined.
     let community = "420106009001";
-    let local = hub
-        .query_as(
-            "zhao.street",
-            None,
-            &format!("SELECT name, phone FROM person WHERE area_code LIKE '{community}%'"),
-        )
-        .await
-        .unwrap();
+    let local = people_of(&hub, community).await;
     let mut prepared = sql_client
         .prepare(
             "SELECT name, phone FROM person WHERE area_code LIKE $1".into(),
@@ -199,18 +223,7 @@ async fn prepared_statements_and_metadata() {
         1,
         "one parameter"
     );
-    let params = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, true)])),
-        vec![Arc::new(StringArray::from(vec![format!("{community}%")]))],
-    )
-    .unwrap();
-    prepared.set_parameters(params).unwrap();
-    let info = prepared
-        .execute()
-        .await
-        .map_err(to_status)
-        .expect("execute");
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let ticket = bind_and_execute(&mut prepared, community).await;
     let batches = flight_batches(&mut sql_client, ticket).await;
     assert!(!rows(&local.batches).is_empty());
     assert_eq!(sorted(rows(&batches)), sorted(rows(&local.batches)));
@@ -219,30 +232,12 @@ async fn prepared_statements_and_metadata() {
 
     // Bound again: planned with the new value, and that plan runs.
     let other = "420106009002";
-    let other_local = hub
-        .query_as(
-            "zhao.street",
-            None,
-            &format!("SELECT name, phone FROM person WHERE area_code LIKE '{other}%'"),
-        )
-        .await
-        .unwrap();
+    let other_local = people_of(&hub, other).await;
     assert_ne!(
         sorted(rows(&other_local.batches)),
         sorted(rows(&local.batches))
     );
-    let params = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, true)])),
-        vec![Arc::new(StringArray::from(vec![format!("{other}%")]))],
-    )
-    .unwrap();
-    prepared.set_parameters(params).unwrap();
-    let info = prepared
-        .execute()
-        .await
-        .map_err(to_status)
-        .expect("execute");
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let ticket = bind_and_execute(&mut prepared, other).await;
     let batches = flight_batches(&mut sql_client, ticket.clone()).await;
     assert_eq!(sorted(rows(&batches)), sorted(rows(&other_local.batches)));
     assert_eq!(statement_plans(&server, "kept").await, 2.0);
